@@ -1,0 +1,56 @@
+package db
+
+import (
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// SQLSTATE codes that the application handles.
+const (
+	codeDeadlockDetected     = "40P01"
+	codeSerializationFailure = "40001"
+	codeUniqueViolation      = "23505"
+)
+
+// ErrNotFound is returned where a query that must find a row found none.
+var ErrNotFound = errors.New("not found")
+
+// IsNotFound reports whether err means that a query found no row.
+func IsNotFound(err error) bool {
+	return errors.Is(err, pgx.ErrNoRows) || errors.Is(err, ErrNotFound)
+}
+
+// IsSerializationFailure reports whether err is a serialization failure
+// (SQLSTATE 40001): the transaction conflicted with a concurrent one and may
+// succeed if run again.
+func IsSerializationFailure(err error) bool {
+	return hasCode(err, codeSerializationFailure)
+}
+
+// IsDeadlock reports whether err is a detected deadlock (SQLSTATE 40P01).
+func IsDeadlock(err error) bool {
+	return hasCode(err, codeDeadlockDetected)
+}
+
+// IsUniqueViolation reports whether err is a unique violation (SQLSTATE
+// 23505), optionally on the named constraint.
+func IsUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != codeUniqueViolation {
+		return false
+	}
+	return constraint == "" || pgErr.ConstraintName == constraint
+}
+
+// IsRetryable reports whether a transaction that failed with err can simply
+// be run again: a serialization failure or a deadlock.
+func IsRetryable(err error) bool {
+	return IsSerializationFailure(err) || IsDeadlock(err)
+}
+
+func hasCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}

@@ -1,0 +1,113 @@
+-- IdempotencyKeyInsert creates a locked key, or returns no row when the user
+-- already has a key with this value (a concurrent insert waits for the other
+-- transaction instead of failing on the unique index).
+-- name: IdempotencyKeyInsert :one
+INSERT INTO idempotency_keys (
+    idempotency_key, locked_at, lock_token, recovery_point,
+    request_method, request_params, request_path, user_id
+) VALUES (
+    @idempotency_key, now(), @lock_token, 'started',
+    @request_method, @request_params, @request_path, @user_id
+)
+ON CONFLICT (user_id, idempotency_key) DO NOTHING
+RETURNING *;
+
+-- IdempotencyKeyGetForUpdate reads an existing key and row-locks it for the
+-- rest of the transaction. lock_live says, by the database's clock, whether
+-- another request holds a lock younger than the lock timeout.
+-- name: IdempotencyKeyGetForUpdate :one
+SELECT sqlc.embed(idempotency_keys),
+    coalesce(locked_at > now() - make_interval(secs => sqlc.arg(lock_timeout_seconds)::float8), false)::boolean AS lock_live
+FROM idempotency_keys
+WHERE user_id = @user_id AND idempotency_key = @idempotency_key
+FOR UPDATE;
+
+-- name: IdempotencyKeyLock :one
+UPDATE idempotency_keys
+SET locked_at = now(),
+    lock_token = @lock_token,
+    last_run_at = now(),
+    run_count = run_count + 1
+WHERE id = @id
+RETURNING *;
+
+-- IdempotencyKeyGetLockedForUpdate returns the key only while lock_token
+-- still owns its lock, and row-locks it so the lock cannot change hands
+-- before the transaction ends.
+-- name: IdempotencyKeyGetLockedForUpdate :one
+SELECT * FROM idempotency_keys
+WHERE id = @id AND lock_token = @lock_token
+FOR UPDATE;
+
+-- name: IdempotencyKeySetRecoveryPoint :one
+UPDATE idempotency_keys
+SET recovery_point = @recovery_point
+WHERE id = @id
+RETURNING *;
+
+-- name: IdempotencyKeyFinish :one
+UPDATE idempotency_keys
+SET recovery_point = 'finished',
+    response_code = @response_code,
+    response_body = @response_body,
+    locked_at = NULL,
+    lock_token = NULL
+WHERE id = @id
+RETURNING *;
+
+-- IdempotencyKeyUnlock releases a lock, but only the one lock_token owns: a
+-- request whose lock was taken over must not release its successor's.
+-- name: IdempotencyKeyUnlock :execrows
+UPDATE idempotency_keys
+SET locked_at = NULL, lock_token = NULL
+WHERE id = @id AND lock_token = @lock_token;
+
+-- IdempotencyKeyGetAbandoned finds unfinished keys that no request is
+-- working: older than the grace period, not run recently, and unlocked or
+-- stale-locked. The wait since the last run doubles with every run, up to
+-- 2^max_backoff_doublings times the threshold, so keys that keep failing are
+-- retried less and less often.
+-- name: IdempotencyKeyGetAbandoned :many
+SELECT * FROM idempotency_keys
+WHERE recovery_point <> 'finished'
+    AND created_at < now() - make_interval(secs => sqlc.arg(grace_seconds)::float8)
+    AND last_run_at < now() - make_interval(secs => sqlc.arg(last_run_threshold_seconds)::float8
+        * power(2, least(run_count - 1, sqlc.arg(max_backoff_doublings)::integer)))
+    AND (locked_at IS NULL
+        OR locked_at <= now() - make_interval(secs => sqlc.arg(lock_timeout_seconds)::float8))
+ORDER BY created_at
+LIMIT @max;
+
+-- IdempotencyKeyDeleteOlderThan deletes a batch of keys created before the
+-- horizon, oldest first, and says how many of them had never finished.
+-- name: IdempotencyKeyDeleteOlderThan :one
+WITH deleted AS (
+    DELETE FROM idempotency_keys
+    WHERE id IN (
+        SELECT id FROM idempotency_keys
+        WHERE created_at < now() - make_interval(secs => sqlc.arg(horizon_seconds)::float8)
+        ORDER BY created_at
+        LIMIT @max
+    )
+    RETURNING recovery_point
+)
+SELECT count(*) AS num_deleted,
+    count(*) FILTER (WHERE recovery_point <> 'finished') AS num_unfinished
+FROM deleted;
+
+-- IdempotencyKeyInsertFull inserts a key with every column given, for test
+-- fixtures.
+-- name: IdempotencyKeyInsertFull :one
+INSERT INTO idempotency_keys (
+    created_at, idempotency_key, last_run_at, locked_at, lock_token,
+    recovery_point, request_method, request_params, request_path,
+    response_code, response_body, run_count, user_id
+) VALUES (
+    @created_at, @idempotency_key, @last_run_at, @locked_at, @lock_token,
+    @recovery_point, @request_method, @request_params, @request_path,
+    @response_code, @response_body, @run_count, @user_id
+)
+RETURNING *;
+
+-- name: IdempotencyKeyGetByID :one
+SELECT * FROM idempotency_keys WHERE id = @id;
