@@ -325,7 +325,8 @@ INSERT INTO idempotency_keys (
     recovery_point, request_method, request_params, request_path,
     response_code, response_body, run_count, user_id
 ) VALUES (
-    $1, $2, $3, $4, $5,
+    coalesce($1::timestamptz, now()), $2,
+    coalesce($3::timestamptz, now()), $4, $5,
     $6, $7, $8, $9,
     $10, $11, $12, $13
 )
@@ -333,9 +334,9 @@ RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, r
 `
 
 type IdempotencyKeyInsertFullParams struct {
-	CreatedAt      time.Time       `json:"created_at"`
+	CreatedAt      *time.Time      `json:"created_at"`
 	IdempotencyKey string          `json:"idempotency_key"`
-	LastRunAt      time.Time       `json:"last_run_at"`
+	LastRunAt      *time.Time      `json:"last_run_at"`
 	LockedAt       *time.Time      `json:"locked_at"`
 	LockToken      *uuid.UUID      `json:"lock_token"`
 	RecoveryPoint  string          `json:"recovery_point"`
@@ -349,7 +350,7 @@ type IdempotencyKeyInsertFullParams struct {
 }
 
 // IdempotencyKeyInsertFull inserts a key with every column given, for test
-// fixtures.
+// fixtures. Times left NULL are the database's now().
 func (q *Queries) IdempotencyKeyInsertFull(ctx context.Context, db DBTX, arg *IdempotencyKeyInsertFullParams) (*IdempotencyKey, error) {
 	row := db.QueryRow(ctx, idempotencyKeyInsertFull,
 		arg.CreatedAt,

@@ -96,14 +96,15 @@ SELECT count(*) AS num_deleted,
 FROM deleted;
 
 -- IdempotencyKeyInsertFull inserts a key with every column given, for test
--- fixtures.
+-- fixtures. Times left NULL are the database's now().
 -- name: IdempotencyKeyInsertFull :one
 INSERT INTO idempotency_keys (
     created_at, idempotency_key, last_run_at, locked_at, lock_token,
     recovery_point, request_method, request_params, request_path,
     response_code, response_body, run_count, user_id
 ) VALUES (
-    @created_at, @idempotency_key, @last_run_at, @locked_at, @lock_token,
+    coalesce(sqlc.narg(created_at)::timestamptz, now()), @idempotency_key,
+    coalesce(sqlc.narg(last_run_at)::timestamptz, now()), @locked_at, @lock_token,
     @recovery_point, @request_method, @request_params, @request_path,
     @response_code, @response_body, @run_count, @user_id
 )
