@@ -134,7 +134,7 @@ func pgtestdbConfig(tb testing.TB) pgtestdb.Config {
 // openMigrated creates the database at databaseURL if it does not exist,
 // migrates it, and returns a pool on it.
 func openMigrated(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
-	if err := CreateDatabase(ctx, databaseURL); err != nil {
+	if err := db.CreateDatabase(ctx, databaseURL); err != nil {
 		return nil, err
 	}
 	newPool, err := db.NewPool(ctx, databaseURL, 0)
@@ -146,33 +146,6 @@ func openMigrated(ctx context.Context, databaseURL string) (*pgxpool.Pool, error
 		return nil, err
 	}
 	return newPool, nil
-}
-
-// CreateDatabase creates the database that databaseURL names, if it does
-// not exist, by connecting to the server's postgres database.
-func CreateDatabase(ctx context.Context, databaseURL string) error {
-	config, err := pgx.ParseConfig(databaseURL)
-	if err != nil {
-		return fmt.Errorf("parsing database URL: %w", err)
-	}
-	name := config.Database
-	config.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, config)
-	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", db.RedactURL(databaseURL), err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	if err != nil && !isDuplicateDatabase(err) {
-		return fmt.Errorf("creating database %s: %w", name, err)
-	}
-	return nil
-}
-
-func isDuplicateDatabase(err error) bool {
-	var pgErr *pgconn.PgError
-	// 42P04: duplicate_database; 23505: two creators raced on the catalog.
-	return errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505")
 }
 
 // migrator prepares pgtestdb's template database with our migrations and
