@@ -1,0 +1,416 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rocketrides/rocketrides/db"
+)
+
+// Recovery points that every workflow shares. A workflow names the points in
+// between.
+const (
+	RecoveryPointStarted  = "started"
+	RecoveryPointFinished = "finished"
+)
+
+// LockTimeoutDefault is how long a lock holds before another request may
+// take the key over.
+const LockTimeoutDefault = 90 * time.Second
+
+// Config configures an Engine.
+type Config struct {
+	// Hooks are called at the boundaries of phases. Tests use them to fail or
+	// stop a request at a precise point; production leaves them nil.
+	Hooks *Hooks
+
+	// Isolation is the isolation level of every phase's transaction:
+	// pgx.ReadCommitted (the default) or pgx.Serializable.
+	Isolation pgx.TxIsoLevel
+
+	// LockTimeout is how long a key's lock holds before another request may
+	// take it over. Zero means LockTimeoutDefault.
+	LockTimeout time.Duration
+
+	// Logger receives the engine's log lines. Nil discards them.
+	Logger *slog.Logger
+
+	// ObservePhaseFunc, if set, is called after each phase commits with the
+	// recovery point it reached and how long it took, for metrics.
+	ObservePhaseFunc func(recoveryPoint string, elapsed time.Duration)
+
+	// MaxAttempts is how many times a phase that fails with a serialization
+	// failure or a deadlock runs in all. Zero means db.TxMaxAttemptsDefault.
+	MaxAttempts int
+
+	// RetriedFunc, if set, is called each time a phase's transaction is
+	// retried, for metrics.
+	RetriedFunc func(err error)
+}
+
+// Hooks are test seams at phase boundaries. Each may be nil. A hook that
+// returns an error fails the request there, as if the database had failed;
+// a hook that never returns (runtime.Goexit) stops it dead, as a crash
+// would.
+type Hooks struct {
+	// AfterCommit is called after the phase that left the key at
+	// recoveryPoint committed.
+	AfterCommit func(ctx context.Context, recoveryPoint string) error
+
+	// BeforeCommit is called inside a phase's transaction, after its writes,
+	// before it commits; recoveryPoint is where the phase takes the key.
+	BeforeCommit func(ctx context.Context, recoveryPoint string) error
+}
+
+// Engine executes workflows over idempotency keys. It is safe for concurrent
+// use.
+type Engine struct {
+	config  Config
+	exec    db.Executor
+	logger  *slog.Logger
+	queries *db.Queries
+	txOpts  db.TxOptions
+}
+
+// NewEngine returns an engine whose transactions run on exec: the pool in
+// production, or db.Savepoint over a test's transaction.
+func NewEngine(exec db.Executor, config Config) *Engine {
+	if config.LockTimeout == 0 {
+		config.LockTimeout = LockTimeoutDefault
+	}
+	if config.Isolation == "" {
+		config.Isolation = pgx.ReadCommitted
+	}
+	if config.Hooks == nil {
+		config.Hooks = &Hooks{}
+	}
+	logger := config.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{
+		config:  config,
+		exec:    exec,
+		logger:  logger,
+		queries: db.New(),
+		txOpts: db.TxOptions{
+			Isolation:   config.Isolation,
+			MaxAttempts: config.MaxAttempts,
+			RetriedFunc: config.RetriedFunc,
+		},
+	}
+}
+
+// Request identifies one logical request: who sent it, under which key, and
+// what it asks for.
+type Request struct {
+	// Key is the client's idempotency key.
+	Key string
+
+	// Known is the key as the caller read it just before, if it exists. A
+	// finished key is replayed from it without a transaction; anything else
+	// goes through the key phase as if Known were nil.
+	Known *KnownKey
+
+	// Method and Path are the request's HTTP method and path.
+	Method string
+	Path   string
+
+	// Params is the request's parameters as JSON. A retry must send the same
+	// parameters; they are compared as JSON values, so 0 equals 0.0.
+	Params json.RawMessage
+
+	// UserID is the user who sent the request; keys are scoped per user.
+	UserID int64
+}
+
+// KnownKey is what Request.Known needs of a key that was read earlier.
+type KnownKey struct {
+	Method        string
+	Params        json.RawMessage
+	Path          string
+	RecoveryPoint string
+	ResponseBody  json.RawMessage
+	ResponseCode  int32
+}
+
+// Response is the definitive answer to a request: the status and body stored
+// on its finished key.
+type Response struct {
+	// Body is the stored JSON body, compacted. Every attempt with the same
+	// key gets the same bytes.
+	Body []byte
+
+	// Replayed is true when the response was stored by an earlier attempt.
+	Replayed bool
+
+	// Status is the HTTP status code.
+	Status int
+}
+
+// Workflow is an endpoint written as atomic phases.
+type Workflow struct {
+	// Start is the phase that runs at RecoveryPointStarted. No foreign call
+	// comes between inserting a key and Start, so for a new key both run in
+	// one transaction.
+	Start PhaseFunc
+
+	// Steps advance the key from each recovery point after started.
+	Steps map[string]StepFunc
+}
+
+// PhaseFunc is an atomic phase: it runs in tx and returns the Result to apply
+// to key in the same transaction. It may run more than once (a serialization
+// failure retries the transaction), so it must not call a foreign system.
+type PhaseFunc func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (Result, error)
+
+// StepFunc advances a locked key from one recovery point: an atomic phase
+// (run.AtomicPhase), or a foreign call whose outcome is then recorded in
+// one.
+type StepFunc func(ctx context.Context, run *Run) error
+
+// Execute runs wf for req to the end and returns its response: it replays a
+// finished key, or locks the key and runs the phases from its recovery point
+// until one finishes it. On an error other than ErrLockLost it releases the
+// key's lock, if it still holds it, and keeps the recovery point, so the
+// next attempt resumes there.
+func (e *Engine) Execute(ctx context.Context, req *Request, wf *Workflow) (*Response, error) {
+	if known := req.Known; known != nil && known.RecoveryPoint == RecoveryPointFinished {
+		if !sameRequest(req, known.Method, known.Path, known.Params) {
+			return nil, ErrParamsMismatch
+		}
+		return newResponse(int(known.ResponseCode), known.ResponseBody, true)
+	}
+
+	run, err := e.lockKey(ctx, req, wf.Start)
+	if err != nil {
+		return nil, err
+	}
+	if run.replayed {
+		return run.response(true)
+	}
+
+	for run.key.RecoveryPoint != RecoveryPointFinished {
+		if err := run.step(ctx, wf); err != nil {
+			if !errors.Is(err, ErrLockLost) {
+				e.unlock(ctx, run.key)
+			}
+			return nil, err
+		}
+	}
+	return run.response(false)
+}
+
+// lockKey is the key phase: it inserts a new key, locked, and runs start in
+// the same transaction; or it locks an existing unfinished key whose lock is
+// free or stale; or it returns a finished key for replay.
+func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc) (*Run, error) {
+	token := uuid.New()
+	start := time.Now()
+	run, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*Run, error) {
+		key, err := e.queries.IdempotencyKeyInsert(ctx, tx, &db.IdempotencyKeyInsertParams{
+			IdempotencyKey: req.Key,
+			LockToken:      &token,
+			RequestMethod:  req.Method,
+			RequestParams:  req.Params,
+			RequestPath:    req.Path,
+			UserID:         req.UserID,
+		})
+		if err == nil {
+			key, err = e.applyPhase(ctx, tx, key, startPhase)
+			return &Run{engine: e, key: key}, err
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("inserting idempotency key: %w", err)
+		}
+
+		existing, err := e.queries.IdempotencyKeyGetForUpdate(ctx, tx, &db.IdempotencyKeyGetForUpdateParams{
+			IdempotencyKey:     req.Key,
+			LockTimeoutSeconds: e.config.LockTimeout.Seconds(),
+			UserID:             req.UserID,
+		})
+		if err != nil {
+			// The key was deleted between the two statements (the reaper):
+			// running the transaction again inserts it anew.
+			return nil, fmt.Errorf("reading idempotency key: %w", err)
+		}
+		key = &existing.IdempotencyKey
+		switch {
+		case !sameRequest(req, key.RequestMethod, key.RequestPath, key.RequestParams):
+			return nil, ErrParamsMismatch
+		case key.RecoveryPoint == RecoveryPointFinished:
+			return &Run{engine: e, key: key, replayed: true}, nil
+		case existing.LockLive:
+			return nil, ErrRequestInProgress
+		}
+		key, err = e.queries.IdempotencyKeyLock(ctx, tx, &db.IdempotencyKeyLockParams{ID: key.ID, LockToken: &token})
+		if err != nil {
+			return nil, fmt.Errorf("locking idempotency key: %w", err)
+		}
+		return &Run{engine: e, key: key}, nil
+	})
+	if err != nil {
+		return nil, e.conflict(err)
+	}
+	if !run.replayed {
+		e.observePhase(run.key.RecoveryPoint, start)
+		if err := e.config.Hooks.afterCommit(ctx, run.key.RecoveryPoint); err != nil {
+			e.unlock(ctx, run.key)
+			return nil, err
+		}
+	}
+	return run, nil
+}
+
+// applyPhase runs phase on key in tx and applies its result to the key.
+func (e *Engine) applyPhase(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey, phase PhaseFunc) (*db.IdempotencyKey, error) {
+	result, err := phase(ctx, tx, key)
+	if err != nil {
+		return nil, err
+	}
+	key, err = result.apply(ctx, e.queries, tx, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.config.Hooks.beforeCommit(ctx, key.RecoveryPoint); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// unlock releases key's lock if this request still owns it. It runs even
+// when ctx is done (the client went away), so the next attempt need not wait
+// for the lock to time out.
+func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := e.queries.IdempotencyKeyUnlock(ctx, e.exec, &db.IdempotencyKeyUnlockParams{ID: key.ID, LockToken: key.LockToken})
+	if err != nil {
+		e.logger.ErrorContext(ctx, "idempotency: failed to unlock key", slog.Int64("idempotency_key_id", key.ID), slog.String("error", err.Error()))
+	}
+}
+
+func (e *Engine) observePhase(recoveryPoint string, start time.Time) {
+	if e.config.ObservePhaseFunc != nil {
+		e.config.ObservePhaseFunc(recoveryPoint, time.Since(start))
+	}
+}
+
+// conflict turns retryable database errors that outlasted their retries into
+// ErrConflict.
+func (e *Engine) conflict(err error) error {
+	if db.IsRetryable(err) {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
+}
+
+// Run is one request's hold on a locked key, handed to each step.
+type Run struct {
+	engine   *Engine
+	key      *db.IdempotencyKey
+	replayed bool
+}
+
+// Key returns the key as of the last committed phase. Steps read it; they
+// must not modify it.
+func (r *Run) Key() *db.IdempotencyKey {
+	return r.key
+}
+
+// AtomicPhase runs phase in a transaction of its own, after checking that
+// this request still holds the key's lock (ErrLockLost otherwise), and
+// applies the phase's result to the key in the same transaction.
+func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
+	e := r.engine
+	start := time.Now()
+	key, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*db.IdempotencyKey, error) {
+		key, err := e.queries.IdempotencyKeyGetLockedForUpdate(ctx, tx, &db.IdempotencyKeyGetLockedForUpdateParams{
+			ID:        r.key.ID,
+			LockToken: r.key.LockToken,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, ErrLockLost
+		}
+		if err != nil {
+			return nil, fmt.Errorf("checking idempotency key lock: %w", err)
+		}
+		return e.applyPhase(ctx, tx, key, phase)
+	})
+	if err != nil {
+		return e.conflict(err)
+	}
+	e.observePhase(key.RecoveryPoint, start)
+	lockToken := r.key.LockToken
+	r.key = key
+	if err := e.config.Hooks.afterCommit(ctx, key.RecoveryPoint); err != nil {
+		// The key no longer shows the token once finished; unlock with the
+		// token this request held.
+		r.key.LockToken = lockToken
+		return err
+	}
+	return nil
+}
+
+func (r *Run) step(ctx context.Context, wf *Workflow) error {
+	if r.key.RecoveryPoint == RecoveryPointStarted {
+		return r.AtomicPhase(ctx, wf.Start)
+	}
+	step, ok := wf.Steps[r.key.RecoveryPoint]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownRecoveryPoint, r.key.RecoveryPoint)
+	}
+	return step(ctx, r)
+}
+
+func (r *Run) response(replayed bool) (*Response, error) {
+	if r.key.ResponseCode == nil {
+		return nil, fmt.Errorf("finished idempotency key %d has no response", r.key.ID)
+	}
+	return newResponse(int(*r.key.ResponseCode), r.key.ResponseBody, replayed)
+}
+
+func newResponse(status int, body json.RawMessage, replayed bool) (*Response, error) {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		return nil, fmt.Errorf("compacting stored response: %w", err)
+	}
+	return &Response{Body: compact.Bytes(), Replayed: replayed, Status: status}, nil
+}
+
+// sameRequest reports whether req asks for what a key was first used for.
+// Parameters are compared as JSON values: 0 and 0.0 are the same number, and
+// the order of object keys does not matter.
+func sameRequest(req *Request, method, path string, params json.RawMessage) bool {
+	if req.Method != method || req.Path != path {
+		return false
+	}
+	var a, b any
+	if json.Unmarshal(req.Params, &a) != nil || json.Unmarshal(params, &b) != nil {
+		return false
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func (h *Hooks) afterCommit(ctx context.Context, recoveryPoint string) error {
+	if h.AfterCommit == nil {
+		return nil
+	}
+	return h.AfterCommit(ctx, recoveryPoint)
+}
+
+func (h *Hooks) beforeCommit(ctx context.Context, recoveryPoint string) error {
+	if h.BeforeCommit == nil {
+		return nil
+	}
+	return h.BeforeCommit(ctx, recoveryPoint)
+}
