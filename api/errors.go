@@ -1,0 +1,103 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rocketrides/rocketrides/idempotency"
+	"github.com/rocketrides/rocketrides/problem"
+	"github.com/rocketrides/rocketrides/rides"
+)
+
+// Errors the handlers return before any domain code runs.
+var (
+	errAuthRequired         = problem.New(http.StatusUnauthorized, "auth-required", "Please specify credentials in the Authorization header.")
+	errBodyTooLarge         = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "The request body must be at most 64 KiB.")
+	errNotReady             = problem.New(http.StatusServiceUnavailable, "not-ready", "The database is not reachable.")
+	errUnsupportedMediaType = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Send the body as application/x-www-form-urlencoded or application/json.")
+)
+
+// Retry-After values, in seconds.
+const (
+	retryAfterConflict    = 1
+	retryAfterInProgress  = 2
+	retryAfterUnavailable = 5
+)
+
+// messageInternal is the detail of every 500: the request can be retried,
+// and the client should.
+const messageInternal = "Internal server error. Please retry the request periodically with the same Idempotency-Key until it succeeds."
+
+// handleError is the one place where an error becomes a response. Client
+// mistakes and expected conditions are logged at info; anything else is
+// logged at error and answered with a 500 that reveals nothing of it.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	details, retryAfter := s.problemFor(c.Request().Context(), err)
+	if retryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	}
+	body, _ := json.Marshal(details) // a Details always marshals
+	if err := c.Blob(details.Status, problem.ContentType, body); err != nil {
+		s.logger.WarnContext(c.Request().Context(), "api: writing error response", slog.String("error", err.Error()))
+	}
+}
+
+// problemFor maps err to a problem and a Retry-After in seconds (0 for
+// none).
+func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, int) {
+	var (
+		details    *problem.Details
+		httpErr    *echo.HTTPError
+		paramErr   *ParamError
+		keyErr     errKey
+		problemErr *problem.Details
+	)
+	switch {
+	case errors.As(err, &problemErr):
+		return problemErr, 0
+	case errors.As(err, &keyErr):
+		return problem.New(http.StatusBadRequest, "invalid-idempotency-key", keyErr.Error()), 0
+	case errors.As(err, &paramErr):
+		return problem.New(http.StatusUnprocessableEntity, "invalid-parameter", paramErr.Message), 0
+	case errors.Is(err, errMalformedJSON):
+		return problem.New(http.StatusBadRequest, "malformed-body", "The request body must be a JSON object."), 0
+	case errors.Is(err, rides.ErrUnknownUser):
+		return problem.New(http.StatusUnauthorized, "auth-invalid", "Credentials in Authorization were invalid."), 0
+	case errors.Is(err, idempotency.ErrParamsMismatch):
+		return problem.New(http.StatusUnprocessableEntity, "idempotency-key-reused",
+			"There was a mismatch between this request's parameters and the parameters of a previously stored request with the same Idempotency-Key."), 0
+	case errors.Is(err, idempotency.ErrRequestInProgress):
+		return problem.New(http.StatusConflict, "request-in-progress",
+			"An API request with the same Idempotency-Key is already in progress."), retryAfterInProgress
+	case errors.Is(err, idempotency.ErrConflict), errors.Is(err, idempotency.ErrLockLost):
+		s.logger.InfoContext(ctx, "api: conflict", slog.String("error", err.Error()))
+		return problem.New(http.StatusConflict, "conflict",
+			"Conflict detected with a concurrent request. Please retry with the same Idempotency-Key."), retryAfterConflict
+	case errors.Is(err, rides.ErrPaymentUnavailable):
+		s.logger.WarnContext(ctx, "api: payment processor unavailable", slog.String("error", err.Error()))
+		return problem.New(http.StatusServiceUnavailable, "payment-unavailable",
+			"The payment processor could not be reached. Please retry with the same Idempotency-Key."), retryAfterUnavailable
+	case errors.As(err, &httpErr):
+		details = problem.New(httpErr.Code, "http", http.StatusText(httpErr.Code))
+		if httpErr.Code == http.StatusNotFound {
+			details.Type = problem.TypeBase + "not-found"
+		} else if httpErr.Code == http.StatusMethodNotAllowed {
+			details.Type = problem.TypeBase + "method-not-allowed"
+		}
+		return details, 0
+	case errors.Is(err, rides.ErrSimulatedFailure):
+		s.logger.InfoContext(ctx, "api: simulated failure", slog.String("error", err.Error()))
+	default:
+		s.logger.ErrorContext(ctx, "api: internal error", slog.String("error", err.Error()))
+	}
+	return problem.New(http.StatusInternalServerError, "internal", messageInternal), 0
+}

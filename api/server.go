@@ -1,0 +1,233 @@
+// Package api is the HTTP server of rocket-rides: the routes, the parsing and
+// validation of requests, and the one place where errors become HTTP
+// responses. The work itself is package rides'.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/rocketrides/rocketrides/metrics"
+	"github.com/rocketrides/rocketrides/rides"
+)
+
+// Defaults for Config.
+const (
+	// MaxBodyBytesDefault is the largest request body accepted.
+	MaxBodyBytesDefault = 64 << 10
+
+	// RequestTimeoutDefault bounds the work of one request.
+	RequestTimeoutDefault = 60 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Logger receives a line per request and every unexpected error.
+	Logger *slog.Logger
+
+	// Metrics, if set, records each request. Nil records nothing.
+	Metrics *metrics.Metrics
+
+	// Ready reports whether the service can take requests (the database
+	// answers), for GET /readyz.
+	Ready func(ctx context.Context) error
+}
+
+// Server serves the rocket-rides API.
+type Server struct {
+	config  Config
+	creator *rides.Creator
+	echo    *echo.Echo
+	logger  *slog.Logger
+}
+
+// NewServer returns a server that creates rides with creator.
+func NewServer(creator *rides.Creator, config Config) *Server {
+	logger := config.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{config: config, creator: creator, echo: echo.New(), logger: logger}
+	s.echo.HideBanner = true
+	s.echo.HidePort = true
+	s.echo.IPExtractor = echo.ExtractIPDirect()
+	s.echo.HTTPErrorHandler = s.handleError
+	s.echo.Use(s.observe)
+
+	s.echo.POST(rides.RequestPath, s.createRide)
+	s.echo.GET("/healthz", s.healthz)
+	s.echo.GET("/readyz", s.readyz)
+	if config.Metrics != nil {
+		s.echo.GET("/metrics", echo.WrapHandler(config.Metrics.Handler()))
+	}
+	return s
+}
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.echo.ServeHTTP(w, r)
+}
+
+// createRide is POST /rides. Checks come in a fixed order: credentials,
+// idempotency key, body size, content type, parameters; then the request
+// runs, or replays.
+func (s *Server) createRide(c echo.Context) error {
+	ctx := c.Request().Context()
+	email := c.Request().Header.Get(echo.HeaderAuthorization)
+	if email == "" {
+		return errAuthRequired
+	}
+	key, keyErr := ParseIdempotencyKey(c.Request().Header.Get("Idempotency-Key"))
+	user, known, err := s.creator.Authenticate(ctx, email, key)
+	if err != nil {
+		return err
+	}
+	if keyErr != nil {
+		return keyErr
+	}
+
+	params, err := readParams(c.Request())
+	if err != nil {
+		return err
+	}
+	origin, _ := netip.ParseAddr(c.RealIP())
+	response, err := s.creator.Create(ctx, &rides.Request{
+		IdempotencyKey: key,
+		Known:          known,
+		OriginIP:       origin.Unmap(),
+		Params:         params.params,
+		RaiseError:     params.raiseError,
+		User:           user,
+	})
+	if err != nil {
+		return err
+	}
+	if response.Replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	return c.Blob(response.Status, contentType(response.Status), response.Body)
+}
+
+// readParams reads and parses the body of POST /rides.
+func readParams(r *http.Request) (*rideParams, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytesDefault))
+	if err != nil {
+		var maxBytesErr *http.MaxBytesError
+		if errors.As(err, &maxBytesErr) {
+			return nil, errBodyTooLarge
+		}
+		return nil, fmt.Errorf("reading request body: %w", err)
+	}
+	mediaType := "application/x-www-form-urlencoded"
+	if header := r.Header.Get(echo.HeaderContentType); header != "" {
+		mediaType, _, err = mime.ParseMediaType(header)
+		if err != nil {
+			return nil, errUnsupportedMediaType
+		}
+	}
+	switch mediaType {
+	case "application/x-www-form-urlencoded":
+		return parseForm(body)
+	case "application/json":
+		return parseJSON(body)
+	default:
+		return nil, errUnsupportedMediaType
+	}
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if s.config.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := s.config.Ready(ctx); err != nil {
+			s.logger.WarnContext(ctx, "api: not ready", slog.String("error", err.Error()))
+			return errNotReady
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// observe logs each request and records it in the metrics.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		status := c.Response().Status
+		elapsed := time.Since(start)
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		if s.config.Metrics != nil {
+			s.config.Metrics.ObserveRequest(route, c.Request().Method, status, elapsed, c.Response().Header().Get("Idempotent-Replayed") != "")
+		}
+		s.logger.InfoContext(c.Request().Context(), "api: request",
+			slog.String("method", c.Request().Method),
+			slog.String("path", c.Request().URL.Path),
+			slog.Int("status", status),
+			slog.Duration("duration", elapsed),
+			slog.Bool("replayed", c.Response().Header().Get("Idempotent-Replayed") != ""),
+		)
+		return nil
+	}
+}
+
+// Serve serves handler on addr until ctx is done, then shuts down
+// gracefully: it stops accepting connections and waits up to
+// shutdownTimeout for requests in flight.
+func Serve(ctx context.Context, addr string, handler http.Handler, logger *slog.Logger) error {
+	const shutdownTimeout = 10 * time.Second
+	server := &http.Server{
+		Addr:              addr,
+		Handler:           handler,
+		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      RequestTimeoutDefault + 5*time.Second,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	logger.InfoContext(ctx, "api: listening", slog.String("addr", listener.Addr().String()))
+
+	errs := make(chan error, 1)
+	go func() { errs <- server.Serve(listener) }()
+	select {
+	case err := <-errs:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.InfoContext(ctx, "api: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}
+
+func contentType(status int) string {
+	if status >= http.StatusBadRequest {
+		return "application/problem+json"
+	}
+	return echo.MIMEApplicationJSON
+}
