@@ -70,6 +70,8 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		return problem.New(http.StatusUnprocessableEntity, "invalid-parameter", paramErr.Message), 0
 	case errors.Is(err, errMalformedJSON):
 		return problem.New(http.StatusBadRequest, "malformed-body", "The request body must be a JSON object."), 0
+	case errors.Is(err, errMalformedForm):
+		return problem.New(http.StatusBadRequest, "malformed-body", "The request body must be a valid form (application/x-www-form-urlencoded)."), 0
 	case errors.Is(err, rides.ErrUnknownUser):
 		return problem.New(http.StatusUnauthorized, "auth-invalid", "Credentials in Authorization were invalid."), 0
 	case errors.Is(err, idempotency.ErrParamsMismatch):

@@ -58,8 +58,11 @@ type ParamError struct {
 
 func (e *ParamError) Error() string { return e.Message }
 
-// errMalformedJSON is a JSON body that does not parse as an object.
-var errMalformedJSON = errors.New("request body is not a JSON object")
+// Bodies that do not parse at all.
+var (
+	errMalformedForm = errors.New("request body is not a valid form")
+	errMalformedJSON = errors.New("request body is not a JSON object")
+)
 
 // rideParams is a parsed POST /rides body.
 type rideParams struct {
@@ -84,7 +87,7 @@ var coordinates = []struct {
 func parseForm(body []byte) (*rideParams, error) {
 	values, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, &ParamError{Param: "body", Message: "The form-encoded body could not be parsed."}
+		return nil, errMalformedForm
 	}
 	var parsed rideParams
 	targets := parsed.targets()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/rocketrides/rocketrides/metrics"
 	"github.com/rocketrides/rocketrides/rides"
@@ -26,7 +27,10 @@ const (
 	// MaxBodyBytesDefault is the largest request body accepted.
 	MaxBodyBytesDefault = 64 << 10
 
-	// RequestTimeoutDefault bounds the work of one request.
+	// RequestTimeoutDefault is how long the server gives a request to
+	// write its response (http.Server's WriteTimeout, less a margin). A
+	// request's own waits are bounded more tightly: the Stripe timeout, and
+	// the database's.
 	RequestTimeoutDefault = 60 * time.Second
 )
 
@@ -62,7 +66,13 @@ func NewServer(creator *rides.Creator, config Config) *Server {
 	s.echo.HidePort = true
 	s.echo.IPExtractor = echo.ExtractIPDirect()
 	s.echo.HTTPErrorHandler = s.handleError
-	s.echo.Use(s.observe)
+	s.echo.Use(s.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			logger.ErrorContext(c.Request().Context(), "api: panic", slog.String("error", err.Error()), slog.String("stack", string(stack)))
+			return err
+		},
+	}))
 
 	s.echo.POST(rides.RequestPath, s.createRide)
 	s.echo.GET("/healthz", s.healthz)

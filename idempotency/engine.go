@@ -238,9 +238,12 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc
 			LockTimeoutSeconds: e.config.LockTimeout.Seconds(),
 			UserID:             req.UserID,
 		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			// The conflicting key was deleted between the two statements
+			// (the reaper): the client's retry inserts it anew.
+			return nil, fmt.Errorf("%w: key deleted while being read", ErrConflict)
+		}
 		if err != nil {
-			// The key was deleted between the two statements (the reaper):
-			// running the transaction again inserts it anew.
 			return nil, fmt.Errorf("reading idempotency key: %w", err)
 		}
 		key = &existing.IdempotencyKey

@@ -14,8 +14,9 @@ const ContentType = "application/problem+json"
 // the same anchor.
 const TypeBase = "https://github.com/rocketrides/rocketrides#problem-"
 
-// Details is a problem body. Field order is the order in which a reader wants
-// them.
+// Details is a problem body. A problem stored on an idempotency key comes
+// back from jsonb with its members in the database's order; first response
+// and replays still carry the same bytes.
 type Details struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stripe/stripe-go/v76"
 
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/idempotency"
@@ -288,7 +289,8 @@ func (w *workflow) charge(ctx context.Context, run *idempotency.Run) error {
 
 // findOrCreateCharge charges the customer with the key's Stripe idempotency
 // key. Past Stripe's idempotency window the key no longer protects against a
-// second charge, so it first looks for a charge made for this key earlier.
+// second charge, so it first looks for a charge made for this key earlier;
+// a declined one is returned as the card error it was.
 func (w *workflow) findOrCreateCharge(ctx context.Context, key *db.IdempotencyKey) (string, error) {
 	stripeKey := StripeIdempotencyKey(key)
 	customer := w.req.User.StripeCustomerID
@@ -300,6 +302,16 @@ func (w *workflow) findOrCreateCharge(ctx context.Context, key *db.IdempotencyKe
 		if existing != nil {
 			w.creator.logger.InfoContext(ctx, "rides: found charge made before Stripe's idempotency window closed",
 				slog.Int64("idempotency_key_id", key.ID), slog.String("stripe_charge_id", existing.ID))
+			if existing.Status == stripe.ChargeStatusFailed {
+				// Declined: the card error Stripe would have replayed.
+				return "", &stripe.Error{
+					ChargeID:       existing.ID,
+					Code:           stripe.ErrorCode(existing.FailureCode),
+					HTTPStatusCode: http.StatusPaymentRequired,
+					Msg:            existing.FailureMessage,
+					Type:           stripe.ErrorTypeCard,
+				}
+			}
 			return existing.ID, nil
 		}
 	}
@@ -366,8 +378,11 @@ func (w *workflow) finishRide(ctx context.Context, tx pgx.Tx, ride *db.Ride) (id
 }
 
 // loadRide reads the key's ride when the request resumed at ride_created.
+// The ride createRide kept is reused only if it is this key's: if the key
+// phase that inserted it rolled back and its retry found the key inserted
+// meanwhile by another request, that ride never existed.
 func (w *workflow) loadRide(ctx context.Context, key *db.IdempotencyKey) error {
-	if w.ride != nil {
+	if w.ride != nil && w.ride.IdempotencyKeyID != nil && *w.ride.IdempotencyKeyID == key.ID {
 		return nil
 	}
 	ride, err := w.creator.queries.RideGetByIdempotencyKeyID(ctx, w.creator.exec, &key.ID)

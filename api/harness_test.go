@@ -1,0 +1,321 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rocketrides/rocketrides/api"
+	"github.com/rocketrides/rocketrides/db"
+	"github.com/rocketrides/rocketrides/db/dbtest"
+	"github.com/rocketrides/rocketrides/db/testfactory"
+	"github.com/rocketrides/rocketrides/idempotency"
+	"github.com/rocketrides/rocketrides/problem"
+	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/stripeclient"
+	"github.com/rocketrides/rocketrides/stripefake"
+	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
+)
+
+// clientIP is the address httptest.NewRequest gives every request.
+const clientIP = "192.0.2.1"
+
+// testBundle is a server wired as in production, over a fake Stripe.
+type testBundle struct {
+	// declined pays with a card that Stripe always declines.
+	declined *db.User
+	// exec is where the server's transactions run: a rolled-back
+	// transaction by default.
+	exec   db.Executor
+	fake   *stripefake.Server
+	server *api.Server
+	stripe *stripeclient.Client
+	// user pays with a card that Stripe accepts.
+	user *db.User
+}
+
+// setupOpts configures setup. The zero value is the default server on a
+// rolled-back transaction.
+type setupOpts struct {
+	api    api.Config
+	engine idempotency.Config
+	// exec, if set, replaces the rolled-back transaction: a pool from
+	// dbtest.NewDatabase for tests of real concurrency.
+	exec  db.Executor
+	rides rides.Config
+	// wrapStripe, if set, wraps the fake Stripe's handler, to look at the
+	// database while Stripe is being called.
+	wrapStripe func(http.Handler) http.Handler
+}
+
+func setup(t *testing.T, opts *setupOpts) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	if opts == nil {
+		opts = &setupOpts{}
+	}
+	exec := opts.exec
+	if exec == nil {
+		exec = db.Savepoint{Tx: dbtest.Tx(ctx, t)}
+	}
+	fake, baseURL := newFake(t, opts.wrapStripe)
+	stripe := stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+	engine := idempotency.NewEngine(exec, opts.engine)
+	creator := rides.NewCreator(exec, engine, stripe, opts.rides)
+	return &testBundle{
+		declined: newUser(t, exec, stripe, "tok_chargeCustomerFail"),
+		exec:     exec,
+		fake:     fake,
+		server:   api.NewServer(creator, opts.api),
+		stripe:   stripe,
+		user:     newUser(t, exec, stripe, "tok_visa"),
+	}
+}
+
+// newFake starts a fake Stripe, its handler wrapped by wrap if set, and
+// returns it with its base URL.
+func newFake(t *testing.T, wrap func(http.Handler) http.Handler) (*stripefake.Server, string) {
+	t.Helper()
+	if wrap == nil {
+		return stripefaketest.NewServer(t, stripefake.Config{})
+	}
+	fake := stripefake.New(stripefake.Config{})
+	server := httptest.NewServer(wrap(fake))
+	t.Cleanup(server.Close)
+	return fake, server.URL
+}
+
+// newUser inserts a user whose Stripe customer pays with source.
+func newUser(t *testing.T, exec db.DBTX, stripe *stripeclient.Client, source string) *db.User {
+	t.Helper()
+	ctx := context.Background()
+	email := "rider-" + testfactory.KeyValue() + "@example.com"
+	customerID, err := stripe.CustomerCreate(ctx, email, source)
+	require.NoError(t, err)
+	return testfactory.User(ctx, t, exec, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID})
+}
+
+// validForm is the original's VALID_PARAMS, form-encoded.
+func validForm() url.Values {
+	return url.Values{
+		"origin_lat": {"0.0"},
+		"origin_lon": {"0.0"},
+		"target_lat": {"0.0"},
+		"target_lon": {"0.0"},
+	}
+}
+
+// newRequest is a POST /rides from the user with email, under key, with
+// body of contentType. An empty email or key leaves its header out.
+func newRequest(email, key, contentType, body string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, rides.RequestPath, strings.NewReader(body))
+	if email != "" {
+		r.Header.Set("Authorization", email)
+	}
+	if key != "" {
+		r.Header.Set("Idempotency-Key", key)
+	}
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	return r
+}
+
+// newFormRequest is a form-encoded POST /rides.
+func newFormRequest(email, key string, form url.Values) *http.Request {
+	return newRequest(email, key, "application/x-www-form-urlencoded", form.Encode())
+}
+
+func (b *testBundle) serve(r *http.Request) *httptest.ResponseRecorder {
+	recorder := httptest.NewRecorder()
+	b.server.ServeHTTP(recorder, r)
+	return recorder
+}
+
+// post sends a form-encoded POST /rides as user.
+func (b *testBundle) post(user *db.User, key string, form url.Values) *httptest.ResponseRecorder {
+	return b.serve(newFormRequest(user.Email, key, form))
+}
+
+// requireCreated requires a first (not replayed) 201 with the success
+// message, and returns its body.
+func requireCreated(t *testing.T, recorder *httptest.ResponseRecorder) *rides.CreatedBody {
+	t.Helper()
+	require.Equal(t, http.StatusCreated, recorder.Code, "body: %s", recorder.Body)
+	require.Equal(t, "application/json", recorder.Header().Get("Content-Type"))
+	require.Empty(t, recorder.Header().Get("Idempotent-Replayed"))
+	var body rides.CreatedBody
+	require.NoError(t, json.Unmarshal(recorder.Body.Bytes(), &body))
+	require.Equal(t, rides.MessageOK, body.Message)
+	require.NotNil(t, body.Ride)
+	return &body
+}
+
+// requireProblem requires an RFC 9457 problem of the given status and kind,
+// with the four members and nothing else (no stack, no internal message),
+// and returns it.
+func requireProblem(t *testing.T, recorder *httptest.ResponseRecorder, status int, kind string) *problem.Details {
+	t.Helper()
+	require.Equal(t, status, recorder.Code, "body: %s", recorder.Body)
+	require.Equal(t, problem.ContentType, recorder.Header().Get("Content-Type"))
+	var members map[string]any
+	require.NoError(t, json.Unmarshal(recorder.Body.Bytes(), &members))
+	require.ElementsMatch(t, []string{"type", "title", "status", "detail"}, mapKeys(members), "body: %s", recorder.Body)
+	var details problem.Details
+	require.NoError(t, json.Unmarshal(recorder.Body.Bytes(), &details))
+	require.Equal(t, problem.TypeBase+kind, details.Type)
+	require.Equal(t, http.StatusText(status), details.Title)
+	require.Equal(t, status, details.Status)
+	require.NotEmpty(t, details.Detail)
+	return &details
+}
+
+// requireReplay requires that recorder replays first: same status, same
+// bytes, marked Idempotent-Replayed.
+func requireReplay(t *testing.T, first, recorder *httptest.ResponseRecorder) {
+	t.Helper()
+	require.Equal(t, first.Code, recorder.Code)
+	require.Equal(t, first.Body.String(), recorder.Body.String())
+	require.Equal(t, first.Header().Get("Content-Type"), recorder.Header().Get("Content-Type"))
+	require.Equal(t, "true", recorder.Header().Get("Idempotent-Replayed"))
+}
+
+func mapKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// key reads user's idempotency key with the given value.
+func (b *testBundle) key(t *testing.T, user *db.User, value string) *db.IdempotencyKey {
+	t.Helper()
+	ctx := context.Background()
+	row, err := db.New().UserGetWithIdempotencyKey(ctx, b.exec, &db.UserGetWithIdempotencyKeyParams{Email: user.Email, IdempotencyKey: value})
+	require.NoError(t, err)
+	require.NotNil(t, row.KeyID, "user %s has no key %s", user.Email, value)
+	key, err := db.New().IdempotencyKeyGetByID(ctx, b.exec, *row.KeyID)
+	require.NoError(t, err)
+	return key
+}
+
+// requireNoKey requires that user has no key with the given value.
+func (b *testBundle) requireNoKey(t *testing.T, user *db.User, value string) {
+	t.Helper()
+	row, err := db.New().UserGetWithIdempotencyKey(context.Background(), b.exec, &db.UserGetWithIdempotencyKeyParams{Email: user.Email, IdempotencyKey: value})
+	require.NoError(t, err)
+	require.Nil(t, row.KeyID)
+}
+
+// requireUnlockedAt requires key to be unlocked, unfinished, at
+// recoveryPoint, with no response stored.
+func requireUnlockedAt(t *testing.T, key *db.IdempotencyKey, recoveryPoint string) {
+	t.Helper()
+	require.Equal(t, recoveryPoint, key.RecoveryPoint)
+	require.Nil(t, key.LockedAt)
+	require.Nil(t, key.LockToken)
+	require.Nil(t, key.ResponseCode)
+	require.Nil(t, key.ResponseBody)
+}
+
+// ride reads the ride of key.
+func (b *testBundle) ride(t *testing.T, key *db.IdempotencyKey) *db.Ride {
+	t.Helper()
+	ride, err := db.New().RideGetByIdempotencyKeyID(context.Background(), b.exec, &key.ID)
+	require.NoError(t, err)
+	return ride
+}
+
+// receipts returns the send_ride_receipt jobs staged for ride.
+func (b *testBundle) receipts(t *testing.T, ride *db.Ride) []rides.ReceiptArgs {
+	t.Helper()
+	rows, err := b.exec.Query(context.Background(),
+		"SELECT job_args FROM staged_jobs WHERE job_name = $1 AND (job_args->>'ride_id')::bigint = $2",
+		rides.JobNameSendRideReceipt, ride.ID)
+	require.NoError(t, err)
+	defer rows.Close()
+	var receipts []rides.ReceiptArgs
+	for rows.Next() {
+		var args rides.ReceiptArgs
+		require.NoError(t, rows.Scan(&args))
+		receipts = append(receipts, args)
+	}
+	require.NoError(t, rows.Err())
+	return receipts
+}
+
+// requireRideCharged requires user's key to be finished with 201 and its
+// ride to be charged once, as the spec says: the ride carries the only
+// charge the fake made for the key, of $20 with the key's Stripe
+// idempotency key and metadata, one receipt job is staged, and body (if
+// given) shows the ride. It returns the ride.
+func (b *testBundle) requireRideCharged(t *testing.T, user *db.User, value string, body *rides.CreatedBody) *db.Ride {
+	t.Helper()
+	key := b.key(t, user, value)
+	require.Equal(t, idempotency.RecoveryPointFinished, key.RecoveryPoint)
+	require.Equal(t, int32(http.StatusCreated), *key.ResponseCode)
+	require.Nil(t, key.LockedAt)
+
+	ride := b.ride(t, key)
+	require.NotNil(t, ride.StripeChargeID)
+	stripeKey := rides.StripeIdempotencyKey(key)
+	var charges []stripefake.Charge
+	for _, charge := range b.fake.Charges() {
+		if charge.Metadata[rides.MetadataIdempotencyKey] == stripeKey {
+			charges = append(charges, charge)
+		}
+	}
+	require.Len(t, charges, 1, "charges for the key in Stripe")
+	charge := charges[0]
+	require.Equal(t, *ride.StripeChargeID, charge.ID)
+	require.Equal(t, int64(rides.ChargeAmount), charge.Amount)
+	require.Equal(t, rides.ChargeCurrency, charge.Currency)
+	require.Equal(t, user.StripeCustomerID, charge.Customer)
+	require.Equal(t, stripefake.ChargeSucceeded, charge.Status)
+	require.Equal(t, stripeKey, charge.IdempotencyKey, "the key's stable Stripe idempotency key")
+	require.Equal(t, map[string]string{
+		rides.MetadataIdempotencyKey:   stripeKey,
+		rides.MetadataIdempotencyKeyID: itoa(key.ID),
+		rides.MetadataRideID:           itoa(ride.ID),
+	}, charge.Metadata)
+
+	require.Equal(t, []rides.ReceiptArgs{{
+		Amount:   rides.ChargeAmount,
+		Currency: rides.ChargeCurrency,
+		RideID:   ride.ID,
+		UserID:   user.ID,
+	}}, b.receipts(t, ride))
+
+	if body != nil {
+		require.Equal(t, ride.ID, body.Ride.ID)
+		require.Equal(t, ride.StripeChargeID, body.Ride.StripeChargeID)
+		require.Equal(t, ride.OriginLat, body.Ride.OriginLat)
+		require.Equal(t, ride.OriginLon, body.Ride.OriginLon)
+		require.Equal(t, ride.TargetLat, body.Ride.TargetLat)
+		require.Equal(t, ride.TargetLon, body.Ride.TargetLon)
+		require.True(t, ride.CreatedAt.Equal(body.Ride.CreatedAt))
+	}
+	return ride
+}
+
+// dbNow is the database's clock: frozen at the start of a test's
+// transaction.
+func (b *testBundle) dbNow(t *testing.T) time.Time {
+	t.Helper()
+	var now time.Time
+	require.NoError(t, b.exec.QueryRow(context.Background(), "SELECT now()").Scan(&now))
+	return now
+}
+
+func itoa(i int64) string {
+	return strconv.FormatInt(i, 10)
+}

@@ -1,0 +1,163 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rocketrides/rocketrides/api"
+	"github.com/rocketrides/rocketrides/db/testfactory"
+)
+
+// TestCreateRideChecks drives every check of POST /rides, and the order in
+// which they come, through the server.
+func TestCreateRideChecks(t *testing.T) {
+	t.Parallel()
+
+	const (
+		formType = "application/x-www-form-urlencoded"
+		jsonType = "application/json"
+	)
+	validJSON := `{"origin_lat": 37.7749, "origin_lon": -122.4194, "target_lat": -33.8688, "target_lon": 151.2093}`
+	// withForm is the valid form with name set to value ("" deletes it).
+	withForm := func(name, value string) string {
+		values := validForm()
+		if value == "" {
+			values.Del(name)
+		} else {
+			values.Set(name, value)
+		}
+		return values.Encode()
+	}
+	key := func(n int) string { return strings.Repeat("k", n) }
+	// padded is a valid form body of exactly n bytes.
+	padded := func(n int) string {
+		body := validForm().Encode() + "&pad="
+		return body + strings.Repeat("x", n-len(body))
+	}
+
+	tests := []struct {
+		name        string
+		badUser     bool   // send an unknown email
+		key         string // "" for a fresh valid key
+		contentType string
+		body        string
+		status      int
+		kind        string // problem kind, for an error
+		detail      string // the problem's detail, for an error
+	}{
+		{name: "Key19Chars", key: key(19), contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "invalid-idempotency-key", detail: "Idempotency-Key must be at least 20 characters long."},
+		{name: "Key20Chars", key: key(20), contentType: formType, body: validForm().Encode(), status: http.StatusCreated},
+		{name: "Key255Chars", key: key(255), contentType: formType, body: validForm().Encode(), status: http.StatusCreated},
+		{name: "Key256Chars", key: key(256), contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "invalid-idempotency-key", detail: "Idempotency-Key must be at most 255 characters long."},
+		{name: "KeyNonASCII", key: "clé-" + key(20), contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "invalid-idempotency-key", detail: "Idempotency-Key must contain only printable ASCII characters."},
+		{name: "KeyControlCharacter", key: key(20) + "\x7f", contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "invalid-idempotency-key", detail: "Idempotency-Key must contain only printable ASCII characters."},
+		{name: "KeyQuoted", key: `"` + key(20) + `"`, contentType: formType, body: validForm().Encode(), status: http.StatusCreated},
+		{name: "KeyQuotedTooShort", key: `"` + key(19) + `"`, contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "invalid-idempotency-key", detail: "Idempotency-Key must be at least 20 characters long."},
+		{name: "KeyQuotedWithEscape", key: `"` + key(20) + `\""`, contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "invalid-idempotency-key"},
+		{name: "AuthBeforeKey", badUser: true, key: key(3), contentType: "text/plain", body: "x", status: http.StatusUnauthorized, kind: "auth-invalid"},
+		{name: "KeyBeforeBodySize", key: key(3), contentType: "text/plain", body: padded(api.MaxBodyBytesDefault + 1), status: http.StatusBadRequest, kind: "invalid-idempotency-key"},
+		{name: "Body64KiB", contentType: formType, body: padded(api.MaxBodyBytesDefault), status: http.StatusCreated},
+		{name: "Body64KiBPlusOne", contentType: formType, body: padded(api.MaxBodyBytesDefault + 1), status: http.StatusRequestEntityTooLarge, kind: "body-too-large"},
+		{name: "BodySizeBeforeContentType", contentType: "text/plain", body: padded(api.MaxBodyBytesDefault + 1), status: http.StatusRequestEntityTooLarge, kind: "body-too-large"},
+		{name: "ContentTypeTextPlain", contentType: "text/plain", body: validForm().Encode(), status: http.StatusUnsupportedMediaType, kind: "unsupported-media-type"},
+		{name: "ContentTypeMalformed", contentType: "application/", body: validForm().Encode(), status: http.StatusUnsupportedMediaType, kind: "unsupported-media-type"},
+		{name: "ContentTypeBeforeParams", contentType: "text/plain", body: "", status: http.StatusUnsupportedMediaType, kind: "unsupported-media-type"},
+		{name: "ParamMissing", contentType: formType, body: withForm("target_lon", ""), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Please specify parameter 'target_lon'."},
+		{name: "ParamEmpty", contentType: formType, body: "origin_lat=1&origin_lon=&target_lat=1&target_lon=1", status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Please specify parameter 'origin_lon'."},
+		{name: "ParamNaN", contentType: formType, body: withForm("origin_lat", "NaN"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'origin_lat' must be a floating-point number."},
+		{name: "ParamInf", contentType: formType, body: withForm("origin_lon", "Inf"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'origin_lon' must be a floating-point number."},
+		{name: "ParamMinusInfinity", contentType: formType, body: withForm("target_lat", "-Infinity"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'target_lat' must be a floating-point number."},
+		{name: "ParamOverflow", contentType: formType, body: withForm("target_lat", "1e400"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'target_lat' must be a floating-point number."},
+		{name: "ParamNotANumber", contentType: formType, body: withForm("target_lon", "abc"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'target_lon' must be a floating-point number."},
+		{name: "ParamsCheckedInOrder", contentType: formType, body: "origin_lat=abc&target_lon=abc", status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'origin_lat' must be a floating-point number."},
+		{name: "LatitudeAbove90", contentType: formType, body: withForm("origin_lat", "90.0001"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'origin_lat' must be a valid latitude coordinate."},
+		{name: "LatitudeBelowMinus90", contentType: formType, body: withForm("target_lat", "-90.0001"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'target_lat' must be a valid latitude coordinate."},
+		{name: "LatitudeBounds", contentType: formType, body: "origin_lat=90&origin_lon=0&target_lat=-90&target_lon=0", status: http.StatusCreated},
+		{name: "LongitudeBelowMinus180", contentType: formType, body: withForm("origin_lon", "-180.0001"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'origin_lon' must be a valid longitude coordinate."},
+		{name: "LongitudeAbove180", contentType: formType, body: withForm("target_lon", "180.0001"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'target_lon' must be a valid longitude coordinate."},
+		{name: "LongitudeBounds", contentType: formType, body: "origin_lat=0&origin_lon=-180&target_lat=0&target_lon=180", status: http.StatusCreated},
+		{name: "RaiseErrorMaybe", contentType: formType, body: withForm("raise_error", "maybe"), status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'raise_error' must be a boolean."},
+		{name: "RaiseErrorEmpty", contentType: formType, body: validForm().Encode() + "&raise_error=", status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Please specify parameter 'raise_error'."},
+		{name: "RaiseErrorFalse", contentType: formType, body: withForm("raise_error", "false"), status: http.StatusCreated},
+		{name: "RaiseErrorTrue", contentType: formType, body: withForm("raise_error", "true"), status: http.StatusInternalServerError, kind: "internal"},
+		{name: "NoContentTypeIsForm", contentType: "", body: validForm().Encode(), status: http.StatusCreated},
+		{name: "JSON", contentType: jsonType, body: validJSON, status: http.StatusCreated},
+		{name: "JSONWithCharset", contentType: jsonType + "; charset=utf-8", body: validJSON, status: http.StatusCreated},
+		{name: "JSONRaiseErrorFalse", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "raise_error": false}`, status: http.StatusCreated},
+		{name: "JSONRaiseErrorTrue", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "raise_error": true}`, status: http.StatusInternalServerError, kind: "internal"},
+		{name: "JSONRaiseErrorString", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "raise_error": "true"}`, status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'raise_error' must be a boolean."},
+		{name: "JSONRaiseErrorNull", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "raise_error": null}`, status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'raise_error' must be a boolean."},
+		{name: "JSONStringNumber", contentType: jsonType, body: `{"origin_lat": "1.5", "origin_lon": 0, "target_lat": 0, "target_lon": 0}`, status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'origin_lat' must be a floating-point number."},
+		{name: "JSONMissing", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0}`, status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Please specify parameter 'target_lon'."},
+		{name: "JSONNull", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": null, "target_lat": 0, "target_lon": 0}`, status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Please specify parameter 'origin_lon'."},
+		{name: "JSONOverflow", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": 0, "target_lat": 1e400, "target_lon": 0}`, status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'target_lat' must be a floating-point number."},
+		{name: "JSONOutOfRange", contentType: jsonType, body: `{"origin_lat": 0, "origin_lon": 180.0001, "target_lat": 0, "target_lon": 0}`, status: http.StatusUnprocessableEntity, kind: "invalid-parameter", detail: "Parameter 'origin_lon' must be a valid longitude coordinate."},
+		{name: "JSONMalformed", contentType: jsonType, body: `{"origin_lat": 0,`, status: http.StatusBadRequest, kind: "malformed-body"},
+		{name: "JSONNotAnObject", contentType: jsonType, body: `[0, 0, 0, 0]`, status: http.StatusBadRequest, kind: "malformed-body"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			bundle := setup(t, nil)
+			email := bundle.user.Email
+			if tt.badUser {
+				email = "nobody-" + testfactory.KeyValue() + "@example.com"
+			}
+			value := tt.key
+			if value == "" {
+				value = testfactory.KeyValue()
+			}
+
+			recorder := bundle.serve(newRequest(email, value, tt.contentType, tt.body))
+
+			if tt.status == http.StatusCreated {
+				body := requireCreated(t, recorder)
+				stored := strings.Trim(value, `"`)
+				bundle.requireRideCharged(t, bundle.user, stored, body)
+				// A quoted key is the same key as its bare form.
+				requireReplay(t, recorder, bundle.serve(newRequest(email, stored, tt.contentType, tt.body)))
+				return
+			}
+			details := requireProblem(t, recorder, tt.status, tt.kind)
+			if tt.detail != "" {
+				require.Equal(t, tt.detail, details.Detail)
+			}
+			require.Zero(t, bundle.fake.ChargeRequests())
+		})
+	}
+}
+
+// TestParseIdempotencyKey checks the header's parser on its own.
+func TestParseIdempotencyKey(t *testing.T) {
+	t.Parallel()
+
+	valid := strings.Repeat("a", api.IdempotencyKeyMinLength)
+	for header, want := range map[string]string{
+		valid:             valid,
+		`"` + valid + `"`: valid,
+		strings.Repeat("~", api.IdempotencyKeyMaxLength):    strings.Repeat("~", api.IdempotencyKeyMaxLength),
+		"with spaces and symbols !#$%&'()*+,-./:;<=>?@[]^_": "with spaces and symbols !#$%&'()*+,-./:;<=>?@[]^_",
+	} {
+		got, err := api.ParseIdempotencyKey(header)
+		require.NoError(t, err, header)
+		require.Equal(t, want, got)
+	}
+	for _, header := range []string{
+		"",
+		`""`,
+		valid[1:],
+		strings.Repeat("a", api.IdempotencyKeyMaxLength+1),
+		`"` + strings.Repeat("a", api.IdempotencyKeyMaxLength+1) + `"`,
+		valid + "\t",
+		valid + "\n",
+		valid + "é",
+		`"` + valid + `\"` + `"`,
+		`"` + valid + `\\` + `"`,
+	} {
+		_, err := api.ParseIdempotencyKey(header)
+		require.Error(t, err, "%q", header)
+	}
+}
