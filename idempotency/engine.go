@@ -69,6 +69,12 @@ type Hooks struct {
 	// BeforeCommit is called inside a phase's transaction, after its writes,
 	// before it commits; recoveryPoint is where the phase takes the key.
 	BeforeCommit func(ctx context.Context, recoveryPoint string) error
+
+	// BeforePhase is called by Run.AtomicPhase before its transaction
+	// begins; recoveryPoint is where the key is. In a step that calls a
+	// foreign system, it comes after the call answered and before its
+	// outcome is recorded.
+	BeforePhase func(ctx context.Context, recoveryPoint string) error
 }
 
 // Engine executes workflows over idempotency keys. It is safe for concurrent
@@ -128,6 +134,13 @@ type Request struct {
 	// Params is the request's parameters as JSON. A retry must send the same
 	// parameters; they are compared as JSON values, so 0 equals 0.0.
 	Params json.RawMessage
+
+	// ResumeOnly makes Execute work only a key that exists: where there is
+	// none, it returns ErrKeyNotFound instead of inserting one. The
+	// completer sets it, so that a key the reaper deleted under it is not
+	// started over (a new key would carry a new Stripe idempotency key, and
+	// charge again).
+	ResumeOnly bool
 
 	// UserID is the user who sent the request; keys are scoped per user.
 	UserID int64
@@ -217,6 +230,9 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc
 	token := uuid.New()
 	start := time.Now()
 	run, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*Run, error) {
+		if req.ResumeOnly {
+			return e.lockExisting(ctx, tx, req, token)
+		}
 		key, err := e.queries.IdempotencyKeyInsert(ctx, tx, &db.IdempotencyKeyInsertParams{
 			IdempotencyKey: req.Key,
 			LockToken:      &token,
@@ -232,34 +248,13 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("inserting idempotency key: %w", err)
 		}
-
-		existing, err := e.queries.IdempotencyKeyGetForUpdate(ctx, tx, &db.IdempotencyKeyGetForUpdateParams{
-			IdempotencyKey:     req.Key,
-			LockTimeoutSeconds: e.config.LockTimeout.Seconds(),
-			UserID:             req.UserID,
-		})
-		if errors.Is(err, pgx.ErrNoRows) {
+		run, err := e.lockExisting(ctx, tx, req, token)
+		if errors.Is(err, ErrKeyNotFound) {
 			// The conflicting key was deleted between the two statements
 			// (the reaper): the client's retry inserts it anew.
 			return nil, fmt.Errorf("%w: key deleted while being read", ErrConflict)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("reading idempotency key: %w", err)
-		}
-		key = &existing.IdempotencyKey
-		switch {
-		case !sameRequest(req, key.RequestMethod, key.RequestPath, key.RequestParams):
-			return nil, ErrParamsMismatch
-		case key.RecoveryPoint == RecoveryPointFinished:
-			return &Run{engine: e, key: key, replayed: true}, nil
-		case existing.LockLive:
-			return nil, ErrRequestInProgress
-		}
-		key, err = e.queries.IdempotencyKeyLock(ctx, tx, &db.IdempotencyKeyLockParams{ID: key.ID, LockToken: &token})
-		if err != nil {
-			return nil, fmt.Errorf("locking idempotency key: %w", err)
-		}
-		return &Run{engine: e, key: key}, nil
+		return run, err
 	})
 	if err != nil {
 		return nil, e.conflict(err)
@@ -272,6 +267,37 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc
 		}
 	}
 	return run, nil
+}
+
+// lockExisting locks the user's existing key for req, in tx: it checks that
+// the key was used for the same request, returns a finished key for replay,
+// and takes the lock of an unfinished one unless a live request holds it.
+func (e *Engine) lockExisting(ctx context.Context, tx pgx.Tx, req *Request, token uuid.UUID) (*Run, error) {
+	existing, err := e.queries.IdempotencyKeyGetForUpdate(ctx, tx, &db.IdempotencyKeyGetForUpdateParams{
+		IdempotencyKey:     req.Key,
+		LockTimeoutSeconds: e.config.LockTimeout.Seconds(),
+		UserID:             req.UserID,
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrKeyNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading idempotency key: %w", err)
+	}
+	key := &existing.IdempotencyKey
+	switch {
+	case !sameRequest(req, key.RequestMethod, key.RequestPath, key.RequestParams):
+		return nil, ErrParamsMismatch
+	case key.RecoveryPoint == RecoveryPointFinished:
+		return &Run{engine: e, key: key, replayed: true}, nil
+	case existing.LockLive:
+		return nil, ErrRequestInProgress
+	}
+	key, err = e.queries.IdempotencyKeyLock(ctx, tx, &db.IdempotencyKeyLockParams{ID: key.ID, LockToken: &token})
+	if err != nil {
+		return nil, fmt.Errorf("locking idempotency key: %w", err)
+	}
+	return &Run{engine: e, key: key}, nil
 }
 
 // applyPhase runs phase on key in tx and applies its result to the key.
@@ -335,6 +361,9 @@ func (r *Run) Key() *db.IdempotencyKey {
 // applies the phase's result to the key in the same transaction.
 func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 	e := r.engine
+	if err := e.config.Hooks.beforePhase(ctx, r.key.RecoveryPoint); err != nil {
+		return err
+	}
 	start := time.Now()
 	key, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*db.IdempotencyKey, error) {
 		key, err := e.queries.IdempotencyKeyGetLockedForUpdate(ctx, tx, &db.IdempotencyKeyGetLockedForUpdateParams{
@@ -416,4 +445,11 @@ func (h *Hooks) beforeCommit(ctx context.Context, recoveryPoint string) error {
 		return nil
 	}
 	return h.BeforeCommit(ctx, recoveryPoint)
+}
+
+func (h *Hooks) beforePhase(ctx context.Context, recoveryPoint string) error {
+	if h.BeforePhase == nil {
+		return nil
+	}
+	return h.BeforePhase(ctx, recoveryPoint)
 }

@@ -10,6 +10,9 @@ var (
 	// retrying with the same key is safe.
 	ErrConflict = errors.New("conflict with a concurrent request")
 
+	// ErrKeyNotFound means a ResumeOnly request found no key to resume.
+	ErrKeyNotFound = errors.New("idempotency key not found")
+
 	// ErrLockLost means another request took over the key's lock (this one
 	// had held it longer than the lock timeout). This request wrote nothing
 	// after losing it.

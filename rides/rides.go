@@ -172,25 +172,13 @@ func (c *Creator) Create(ctx context.Context, req *Request) (*idempotency.Respon
 	if err != nil {
 		return nil, fmt.Errorf("marshaling params: %w", err)
 	}
-	w := &workflow{creator: c, req: req}
-	return c.engine.Execute(ctx, &idempotency.Request{
-		Key:    req.IdempotencyKey,
-		Known:  req.Known,
-		Method: RequestMethod,
-		Params: params,
-		Path:   RequestPath,
-		UserID: req.User.ID,
-	}, &idempotency.Workflow{
-		Start: w.createRide,
-		Steps: map[string]idempotency.StepFunc{
-			RecoveryPointRideCreated:   w.charge,
-			RecoveryPointChargeCreated: w.finishFromChargeCreated,
-		},
-	})
+	return c.execute(ctx, req, params, false)
 }
 
 // Complete drives an abandoned key to its response, as its user, with its
-// stored parameters: what the completer does with each key it finds.
+// stored parameters: what the completer does with each key it finds. It
+// only resumes: a key deleted meanwhile (by the reaper) is not started over,
+// and Complete returns idempotency.ErrKeyNotFound.
 func (c *Creator) Complete(ctx context.Context, key *db.IdempotencyKey) (*idempotency.Response, error) {
 	var params Params
 	if err := json.Unmarshal(key.RequestParams, &params); err != nil {
@@ -200,17 +188,33 @@ func (c *Creator) Complete(ctx context.Context, key *db.IdempotencyKey) (*idempo
 	if err != nil {
 		return nil, fmt.Errorf("getting user %d: %w", key.UserID, err)
 	}
-	return c.Create(ctx, &Request{
+	return c.execute(ctx, &Request{
 		IdempotencyKey: key.IdempotencyKey,
-		OriginIP:       completerIP,
+		OriginIP:       netip.AddrFrom4([4]byte{127, 0, 0, 1}), // as the original's completer
 		Params:         params,
 		User:           user,
-	})
+	}, key.RequestParams, true)
 }
 
-// completerIP is the origin recorded for rides that the completer creates,
-// as in the original.
-var completerIP = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+// execute runs the workflow for req, whose parameters are params as JSON.
+func (c *Creator) execute(ctx context.Context, req *Request, params json.RawMessage, resumeOnly bool) (*idempotency.Response, error) {
+	w := &workflow{creator: c, req: req}
+	return c.engine.Execute(ctx, &idempotency.Request{
+		Key:        req.IdempotencyKey,
+		Known:      req.Known,
+		Method:     RequestMethod,
+		Params:     params,
+		Path:       RequestPath,
+		ResumeOnly: resumeOnly,
+		UserID:     req.User.ID,
+	}, &idempotency.Workflow{
+		Start: w.createRide,
+		Steps: map[string]idempotency.StepFunc{
+			RecoveryPointRideCreated:   w.charge,
+			RecoveryPointChargeCreated: w.finishFromChargeCreated,
+		},
+	})
+}
 
 // workflow holds one request's state across its phases.
 type workflow struct {

@@ -56,12 +56,6 @@ func TestCreate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
-	// A new key's first transaction (key and ride) fails to commit, and
-	// while it waits to run again, a request with the same key inserts the
-	// key and its ride and stops there. The retried transaction then
-	// finds that key, takes it and charges: it must charge for the ride
-	// in the database, not for the ride it inserted in the transaction
-	// that rolled back.
 	t.Run("CompleteResumesAbandonedKey", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t, idempotency.Config{})
@@ -80,6 +74,46 @@ func TestCreate(t *testing.T) {
 		var originIP string
 		require.NoError(t, bundle.exec.QueryRow(ctx, "SELECT host(origin_ip) FROM audit_records WHERE resource_type = 'ride' AND resource_id = $1", ride.ID).Scan(&originIP))
 		require.Equal(t, "127.0.0.1", originIP)
+	})
+
+	// A new key's first transaction (key and ride) fails to commit, and
+	// while it waits to run again, a request with the same key inserts the
+	// key and its ride and stops there. The retried transaction then
+	// finds that key, takes it and charges: it must charge for the ride
+	// in the database, not for the ride it inserted in the transaction
+	// that rolled back.
+	// The reaper may delete a key after the completer found it: Complete
+	// must not start it over, with a new Stripe idempotency key.
+	t.Run("CompleteDoesNotRestartReapedKey", func(t *testing.T) {
+		t.Parallel()
+		bundle := setup(t, idempotency.Config{})
+		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, nil)
+		_, err := bundle.exec.Exec(ctx, "DELETE FROM idempotency_keys WHERE id = $1", key.ID)
+		require.NoError(t, err)
+
+		_, err = bundle.creator.Complete(ctx, key)
+
+		require.ErrorIs(t, err, idempotency.ErrKeyNotFound)
+		var numKeys int
+		require.NoError(t, bundle.exec.QueryRow(ctx, "SELECT count(*) FROM idempotency_keys WHERE user_id = $1", bundle.user.ID).Scan(&numKeys))
+		require.Zero(t, numKeys)
+		require.Zero(t, bundle.fake.ChargeRequests())
+	})
+
+	// Stored parameters are sent back as stored, so that a key written
+	// with a spelling of its parameters that Params would re-encode
+	// differently still matches itself.
+	t.Run("CompleteSendsStoredParams", func(t *testing.T) {
+		t.Parallel()
+		bundle := setup(t, idempotency.Config{})
+		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
+			RequestParams: []byte(`{"origin_lat": 1, "origin_lon": 2, "target_lat": 3, "target_lon": 4, "note": "from an older version"}`),
+		})
+
+		response, err := bundle.creator.Complete(ctx, key)
+
+		require.NoError(t, err)
+		require.Equal(t, http.StatusCreated, response.Status)
 	})
 
 	t.Run("ResumesWithCommittedRide", func(t *testing.T) {
