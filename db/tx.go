@@ -130,7 +130,10 @@ func runTx(ctx context.Context, exec Executor, isolation pgx.TxIsoLevel, fn func
 // backoff is a random pause in [0, min(base·2^attempt, max)): full jitter
 // spreads out transactions that conflicted with each other.
 func backoff(attempt int) time.Duration {
-	ceiling := min(txBackoffBase<<attempt, txBackoffMax)
+	ceiling := txBackoffMax
+	if attempt < 16 { // past that, base·2^attempt is over the cap, then overflows
+		ceiling = min(txBackoffBase<<attempt, txBackoffMax)
+	}
 	return rand.N(ceiling) + time.Microsecond
 }
 
