@@ -24,7 +24,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stripe/stripe-go/v76"
@@ -137,8 +139,13 @@ func NewCreator(exec db.Executor, engine *idempotency.Engine, stripe *stripeclie
 var ErrUnknownUser = errors.New("unknown user")
 
 // Authenticate finds the user with email and, in the same round trip, the
-// user's idempotency key with the given value, if any (nil otherwise).
+// user's idempotency key with the given value, if any (nil otherwise). An
+// email that PostgreSQL's text cannot hold (not UTF-8, or with a NUL byte)
+// is no user's: ErrUnknownUser, not a database error.
 func (c *Creator) Authenticate(ctx context.Context, email, idempotencyKey string) (*db.User, *idempotency.KnownKey, error) {
+	if !utf8.ValidString(email) || strings.IndexByte(email, 0) >= 0 {
+		return nil, nil, ErrUnknownUser
+	}
 	row, err := c.queries.UserGetWithIdempotencyKey(ctx, c.exec, &db.UserGetWithIdempotencyKeyParams{
 		Email:          email,
 		IdempotencyKey: idempotencyKey,
