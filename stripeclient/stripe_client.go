@@ -24,6 +24,10 @@ const (
 	// idempotency lock timeout, so a request stalled on Stripe gives up long
 	// before another may take its key over.
 	TimeoutDefault = 20 * time.Second
+
+	// maxIdleConnsPerHost is how many connections to Stripe stay open
+	// between calls.
+	maxIdleConnsPerHost = 64
 )
 
 // Config configures a Client.
@@ -56,8 +60,12 @@ func New(config Config) *Client {
 	if timeout == 0 {
 		timeout = TimeoutDefault
 	}
+	// Keep a connection per concurrent request alive: the default transport
+	// keeps two, and a new connection to Stripe costs a TLS handshake.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	backends := stripe.NewBackendsWithConfig(&stripe.BackendConfig{
-		HTTPClient:        &http.Client{Timeout: timeout},
+		HTTPClient:        &http.Client{Timeout: timeout, Transport: transport},
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 		MaxNetworkRetries: stripe.Int64(0),
 		URL:               stripe.String(apiBase),
