@@ -35,4 +35,3 @@ func isDuplicateDatabase(err error) bool {
 	// 42P04: duplicate_database; 23505: two creators raced on the catalog.
 	return errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505")
 }
-
