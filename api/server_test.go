@@ -594,6 +594,17 @@ func TestRoutes(t *testing.T) {
 		}
 	})
 
+	// A panic answers a 500 problem, not a dropped connection.
+	t.Run("Panic", func(t *testing.T) {
+		t.Parallel()
+		bundle := setup(t, &setupOpts{engine: idempotency.Config{Hooks: &idempotency.Hooks{
+			BeforeCommit: func(context.Context, string) error { panic("boom") },
+		}}})
+		recorder := bundle.post(bundle.user, testfactory.KeyValue(), validForm())
+		details := requireProblem(t, recorder, http.StatusInternalServerError, "internal")
+		require.NotContains(t, details.Detail, "boom")
+	})
+
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t, nil)
