@@ -388,6 +388,54 @@ func (q *Queries) IdempotencyKeyInsertFull(ctx context.Context, db DBTX, arg *Id
 	return &i, err
 }
 
+const idempotencyKeyListWithRideCharge = `-- name: IdempotencyKeyListWithRideCharge :many
+SELECT k.id, k.recovery_point, k.response_code, r.stripe_charge_id AS ride_stripe_charge_id
+FROM idempotency_keys k
+LEFT JOIN rides r ON r.idempotency_key_id = k.id
+WHERE k.id > $1
+ORDER BY k.id
+LIMIT $2
+`
+
+type IdempotencyKeyListWithRideChargeParams struct {
+	AfterID int64 `json:"after_id"`
+	Max     int32 `json:"max"`
+}
+
+type IdempotencyKeyListWithRideChargeRow struct {
+	ID                 int64   `json:"id"`
+	RecoveryPoint      string  `json:"recovery_point"`
+	ResponseCode       *int32  `json:"response_code"`
+	RideStripeChargeID *string `json:"ride_stripe_charge_id"`
+}
+
+// IdempotencyKeyListWithRideCharge reads a page of keys, in id order after
+// after_id (keyset pagination), each with its ride's charge, if any.
+func (q *Queries) IdempotencyKeyListWithRideCharge(ctx context.Context, db DBTX, arg *IdempotencyKeyListWithRideChargeParams) ([]*IdempotencyKeyListWithRideChargeRow, error) {
+	rows, err := db.Query(ctx, idempotencyKeyListWithRideCharge, arg.AfterID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*IdempotencyKeyListWithRideChargeRow
+	for rows.Next() {
+		var i IdempotencyKeyListWithRideChargeRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.RecoveryPoint,
+			&i.ResponseCode,
+			&i.RideStripeChargeID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const idempotencyKeyLock = `-- name: IdempotencyKeyLock :one
 UPDATE idempotency_keys
 SET locked_at = now(),

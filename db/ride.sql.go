@@ -72,6 +72,61 @@ func (q *Queries) RideInsert(ctx context.Context, db DBTX, arg *RideInsertParams
 	return &i, err
 }
 
+const rideListWithCustomerAndKey = `-- name: RideListWithCustomerAndKey :many
+SELECT r.id, r.stripe_charge_id, u.stripe_customer_id,
+    k.id AS key_id, k.recovery_point AS key_recovery_point, k.response_code AS key_response_code
+FROM rides r
+JOIN users u ON u.id = r.user_id
+LEFT JOIN idempotency_keys k ON k.id = r.idempotency_key_id
+WHERE r.id > $1
+ORDER BY r.id
+LIMIT $2
+`
+
+type RideListWithCustomerAndKeyParams struct {
+	AfterID int64 `json:"after_id"`
+	Max     int32 `json:"max"`
+}
+
+type RideListWithCustomerAndKeyRow struct {
+	ID               int64   `json:"id"`
+	StripeChargeID   *string `json:"stripe_charge_id"`
+	StripeCustomerID string  `json:"stripe_customer_id"`
+	KeyID            *int64  `json:"key_id"`
+	KeyRecoveryPoint *string `json:"key_recovery_point"`
+	KeyResponseCode  *int32  `json:"key_response_code"`
+}
+
+// RideListWithCustomerAndKey reads a page of rides, in id order after
+// after_id (keyset pagination), each with its user's Stripe customer and
+// its key's state, if the key still exists.
+func (q *Queries) RideListWithCustomerAndKey(ctx context.Context, db DBTX, arg *RideListWithCustomerAndKeyParams) ([]*RideListWithCustomerAndKeyRow, error) {
+	rows, err := db.Query(ctx, rideListWithCustomerAndKey, arg.AfterID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RideListWithCustomerAndKeyRow
+	for rows.Next() {
+		var i RideListWithCustomerAndKeyRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.StripeChargeID,
+			&i.StripeCustomerID,
+			&i.KeyID,
+			&i.KeyRecoveryPoint,
+			&i.KeyResponseCode,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const rideSetStripeChargeID = `-- name: RideSetStripeChargeID :one
 UPDATE rides
 SET stripe_charge_id = $1

@@ -112,3 +112,13 @@ RETURNING *;
 
 -- name: IdempotencyKeyGetByID :one
 SELECT * FROM idempotency_keys WHERE id = @id;
+
+-- IdempotencyKeyListWithRideCharge reads a page of keys, in id order after
+-- after_id (keyset pagination), each with its ride's charge, if any.
+-- name: IdempotencyKeyListWithRideCharge :many
+SELECT k.id, k.recovery_point, k.response_code, r.stripe_charge_id AS ride_stripe_charge_id
+FROM idempotency_keys k
+LEFT JOIN rides r ON r.idempotency_key_id = k.id
+WHERE k.id > @after_id
+ORDER BY k.id
+LIMIT @max;

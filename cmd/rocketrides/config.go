@@ -120,14 +120,15 @@ func newCreator(ctx context.Context, g *Globals, pool *pgxpool.Pool, phase *phas
 	}), nil
 }
 
-// serveMetrics serves m on port until ctx is done; port 0 serves nothing.
+// serveMetrics serves m on port of the loopback interface until ctx is done;
+// port 0 serves nothing.
 func serveMetrics(ctx context.Context, port int, m *metrics.Metrics, logger *slog.Logger) {
 	if port == 0 {
 		return
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
-	server := &http.Server{Addr: fmt.Sprintf(":%d", port), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	server := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = server.Close()

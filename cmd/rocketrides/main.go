@@ -58,6 +58,7 @@ type CLI struct {
 	Enqueuer   enqueuerCmd   `cmd:"" help:"Move staged jobs into River and work them (send ride receipts)."`
 	Migrate    migrateCmd    `cmd:"" help:"Apply or roll back the database schema (ours and River's)."`
 	Reaper     reaperCmd     `cmd:"" help:"Delete idempotency keys older than REAPER_HORIZON, warning about unfinished ones."`
+	Reconcile  reconcileCmd  `cmd:"" help:"Compare the database with Stripe's charges and report every difference."`
 	Seed       seedCmd       `cmd:"" help:"Create the demo users and their Stripe customers (safe to run again)."`
 	Simulator  simulatorCmd  `cmd:"" help:"Send random POST /rides traffic to the API, half of it failing on purpose."`
 	StripeFake stripeFakeCmd `cmd:"" name:"stripe-fake" help:"Serve the Stripe-compatible fake on its own."`
