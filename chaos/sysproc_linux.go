@@ -1,0 +1,10 @@
+package main
+
+import "syscall"
+
+// childAttr puts a child in a process group of its own, so that Ctrl-C
+// reaches chaos alone, which then kills it; and kills it if chaos dies
+// without doing so.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
