@@ -87,7 +87,8 @@ type ChargeParams struct {
 // the same request and answers with the first charge (for about 24 hours).
 func (c *Client) ChargeCreate(ctx context.Context, params *ChargeParams) (*stripe.Charge, error) {
 	stripeParams := &stripe.ChargeParams{
-		Params:      stripe.Params{Context: ctx, Metadata: params.Metadata},
+		Params:      stripe.Params{Context: ctx},
+		Metadata:    params.Metadata,
 		Amount:      stripe.Int64(params.Amount),
 		Currency:    stripe.String(params.Currency),
 		Customer:    stripe.String(params.Customer),
