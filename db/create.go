@@ -23,6 +23,14 @@ func CreateDatabase(ctx context.Context, databaseURL string) error {
 		return fmt.Errorf("database server unreachable at %s: %w", RedactURL(databaseURL), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	err = conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", name).Scan(&exists)
+	if err != nil {
+		return fmt.Errorf("looking for database %s: %w", name, err)
+	}
+	if exists { // a role without CREATEDB may use a database it cannot create
+		return nil
+	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	if err != nil && !isDuplicateDatabase(err) {
 		return fmt.Errorf("creating database %s: %w", name, err)

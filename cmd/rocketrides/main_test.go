@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rocketrides/rocketrides/db/dbtest"
+)
+
+// buildBinary builds rocketrides into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	binary := filepath.Join(t.TempDir(), "rocketrides")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return binary
+}
+
+// command runs the binary with args against databaseURL and returns its
+// combined output.
+func command(t *testing.T, binary, databaseURL string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL, "LOG_LEVEL=info")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer listener.Close()
+	return listener.Addr().(*net.TCPAddr).Port
+}
+
+func TestBinary(t *testing.T) {
+	t.Parallel()
+	binary := buildBinary(t)
+
+	// migrate up is idempotent, and down to nothing then up again works.
+	t.Run("MigrateRoundTrip", func(t *testing.T) {
+		t.Parallel()
+		databaseURL := dbtest.NewDatabaseURL(t) // migrated already, from the template
+		out, err := command(t, binary, databaseURL, "migrate", "up")
+		require.NoError(t, err, out)
+		require.NotContains(t, out, "migration applied", "nothing left to apply")
+
+		out, err = command(t, binary, databaseURL, "migrate", "down", "--all")
+		require.NoError(t, err, out)
+		out, err = command(t, binary, databaseURL, "migrate", "status")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "pending")
+		require.Contains(t, out, "0 of ")
+
+		out, err = command(t, binary, databaseURL, "migrate", "up")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "migration applied")
+		out, err = command(t, binary, databaseURL, "migrate", "status")
+		require.NoError(t, err, out)
+		require.NotContains(t, out, "pending")
+	})
+
+	t.Run("UnreachableDatabase", func(t *testing.T) {
+		t.Parallel()
+		out, err := command(t, binary, "postgres://rider:s3cret@127.0.0.1:1/nowhere?sslmode=disable", "migrate", "status")
+		require.Error(t, err)
+		require.Contains(t, out, "postgres://rider:xxxxx@127.0.0.1:1/nowhere")
+		require.NotContains(t, out, "s3cret")
+		require.Equal(t, 1, strings.Count(strings.TrimSpace(out), "\n")+1, "one line: %s", out)
+	})
+
+	// all starts every process, serves, and stops cleanly on SIGINT.
+	t.Run("AllStartsAndStops", func(t *testing.T) {
+		t.Parallel()
+		databaseURL := dbtest.NewDatabaseURL(t)
+		port := freePort(t)
+		var output bytes.Buffer
+		cmd := exec.Command(binary, "all", "--api-port", strconv.Itoa(port), "--simulator-interval", "100ms", "--completer-interval", "100ms")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL, "STRIPE_API_KEY=")
+		cmd.Stdout, cmd.Stderr = &output, &output
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.True(t, waitHealthy(ctx, "http://127.0.0.1:"+strconv.Itoa(port)+"/healthz"), "all did not become healthy")
+		// Let the simulator's requests reach the enqueuer and River.
+		receiptSent := regexp.MustCompile(`(?m)^rocketrides_receipts_sent_total [1-9]`)
+		require.Eventually(t, func() bool {
+			response, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer response.Body.Close()
+			body, err := io.ReadAll(response.Body)
+			return err == nil && receiptSent.Match(body)
+		}, 20*time.Second, 100*time.Millisecond, "a receipt is sent")
+
+		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		select {
+		case err := <-exited:
+			require.NoError(t, err, "all exited with an error")
+		case <-time.After(15 * time.Second):
+			t.Fatal("all did not stop within 15s of SIGINT")
+		}
+		require.Contains(t, output.String(), "api: shutting down")
+		for _, process := range []string{"completer", "enqueuer", "reaper", "simulator"} {
+			require.Contains(t, output.String(), process+": stopped", "process %s", process)
+		}
+	})
+}
