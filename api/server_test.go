@@ -589,7 +589,7 @@ func TestRoutes(t *testing.T) {
 	t.Run("MethodNotAllowed", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t, nil)
-		for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
+		for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodOptions} {
 			requireProblem(t, bundle.serve(httptest.NewRequest(method, rides.RequestPath, nil)), http.StatusMethodNotAllowed, "method-not-allowed")
 		}
 	})

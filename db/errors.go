@@ -14,12 +14,10 @@ const (
 	codeUniqueViolation      = "23505"
 )
 
-// ErrNotFound is returned where a query that must find a row found none.
-var ErrNotFound = errors.New("not found")
-
-// IsNotFound reports whether err means that a query found no row.
+// IsNotFound reports whether err means that a query for one row found
+// none.
 func IsNotFound(err error) bool {
-	return errors.Is(err, pgx.ErrNoRows) || errors.Is(err, ErrNotFound)
+	return errors.Is(err, pgx.ErrNoRows)
 }
 
 // IsSerializationFailure reports whether err is a serialization failure

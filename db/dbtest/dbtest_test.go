@@ -117,3 +117,32 @@ func TestWithTxRetries(t *testing.T) {
 	require.True(t, db.IsDeadlock(err))
 	require.Equal(t, 2, attempts)
 }
+
+// TestErrorClassifiers checks the classifiers on errors PostgreSQL really
+// returns.
+func TestErrorClassifiers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tx := dbtest.Tx(ctx, t)
+	exec := db.Savepoint{Tx: tx}
+	user := testfactory.User(ctx, t, tx, nil)
+
+	err := db.WithTx(ctx, exec, db.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO users (email, stripe_customer_id) VALUES ($1, 'cus_other')", user.Email)
+		return err
+	})
+	require.True(t, db.IsUniqueViolation(err, "users_email_key"))
+	require.True(t, db.IsUniqueViolation(err, ""))
+	require.False(t, db.IsUniqueViolation(err, "users_stripe_customer_id_key"))
+	require.False(t, db.IsRetryable(err))
+
+	err = db.WithTx(ctx, exec, db.TxOptions{MaxAttempts: 1}, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40001'; END $$")
+		return err
+	})
+	require.True(t, db.IsSerializationFailure(err))
+	require.True(t, db.IsRetryable(err))
+
+	_, err = db.New().UserGetByEmail(ctx, tx, "nobody-"+testfactory.KeyValue()+"@example.com")
+	require.True(t, db.IsNotFound(err))
+}
