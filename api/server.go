@@ -111,11 +111,10 @@ func (s *Server) createRide(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	origin, _ := netip.ParseAddr(c.RealIP())
 	response, err := s.creator.Create(ctx, &rides.Request{
 		IdempotencyKey: key,
 		Known:          known,
-		OriginIP:       origin.Unmap(),
+		OriginIP:       originIP(c),
 		Params:         params.params,
 		RaiseError:     params.raiseError,
 		User:           user,
@@ -127,6 +126,16 @@ func (s *Server) createRide(c echo.Context) error {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	return c.Blob(response.Status, contentType(response.Status), response.Body)
+}
+
+// originIP is the client's address, for the audit record; the unspecified
+// address when the connection has none (a Unix socket).
+func originIP(c echo.Context) netip.Addr {
+	origin, err := netip.ParseAddr(c.RealIP())
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return origin.Unmap()
 }
 
 // readParams reads and parses the body of POST /rides.
