@@ -123,7 +123,9 @@ func (c *Completer) Start(ctx context.Context) {
 		if err != nil {
 			return false, err
 		}
-		return res.NumFound == c.config.BatchSize, nil
+		// A full batch runs again at once, unless keys failed with errors
+		// that leave them as they were (and so due again): those wait.
+		return res.NumFound == c.config.BatchSize && res.NumError == 0, nil
 	}, func(err error) {
 		c.logger.ErrorContext(ctx, "completer: pass failed", slog.String("error", err.Error()))
 	})
