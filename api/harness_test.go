@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v76"
 
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/db"
@@ -318,4 +319,23 @@ func (b *testBundle) dbNow(t *testing.T) time.Time {
 
 func itoa(i int64) string {
 	return strconv.FormatInt(i, 10)
+}
+
+// chargeAsRides charges user for key's ride exactly as the ride workflow
+// does (the same Stripe idempotency key and metadata): the charge of an
+// earlier attempt that died before recording it.
+func (b *testBundle) chargeAsRides(user *db.User, key *db.IdempotencyKey, ride *db.Ride) (*stripe.Charge, error) {
+	stripeKey := rides.StripeIdempotencyKey(key)
+	return b.stripe.ChargeCreate(context.Background(), &stripeclient.ChargeParams{
+		Amount:         rides.ChargeAmount,
+		Currency:       rides.ChargeCurrency,
+		Customer:       user.StripeCustomerID,
+		Description:    "Charge for ride " + itoa(ride.ID),
+		IdempotencyKey: stripeKey,
+		Metadata: map[string]string{
+			rides.MetadataIdempotencyKey:   stripeKey,
+			rides.MetadataIdempotencyKeyID: itoa(key.ID),
+			rides.MetadataRideID:           itoa(ride.ID),
+		},
+	})
 }

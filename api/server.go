@@ -34,6 +34,10 @@ const (
 	RequestTimeoutDefault = 60 * time.Second
 )
 
+// headerIdempotentReplayed marks a response replayed from a finished key,
+// as Stripe does.
+const headerIdempotentReplayed = "Idempotent-Replayed"
+
 // Config configures a Server.
 type Config struct {
 	// Logger receives a line per request and every unexpected error.
@@ -123,7 +127,7 @@ func (s *Server) createRide(c echo.Context) error {
 		return err
 	}
 	if response.Replayed {
-		c.Response().Header().Set("Idempotent-Replayed", "true")
+		c.Response().Header().Set(headerIdempotentReplayed, "true")
 	}
 	return c.Blob(response.Status, contentType(response.Status), response.Body)
 }
@@ -201,15 +205,16 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
+		replayed := c.Response().Header().Get(headerIdempotentReplayed) != ""
 		if s.config.Metrics != nil {
-			s.config.Metrics.ObserveRequest(route, c.Request().Method, status, elapsed, c.Response().Header().Get("Idempotent-Replayed") != "")
+			s.config.Metrics.ObserveRequest(route, c.Request().Method, status, elapsed, replayed)
 		}
 		s.logger.InfoContext(c.Request().Context(), "api: request",
 			slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path),
 			slog.Int("status", status),
 			slog.Duration("duration", elapsed),
-			slog.Bool("replayed", c.Response().Header().Get("Idempotent-Replayed") != ""),
+			slog.Bool("replayed", replayed),
 		)
 		return nil
 	}

@@ -340,19 +340,7 @@ func TestCreateRide(t *testing.T) {
 			RecoveryPoint: testfactory.Ptr(rides.RecoveryPointRideCreated),
 		})
 		ride := testfactory.Ride(ctx, t, bundle.exec, bundle.user, &testfactory.RideOpts{IdempotencyKeyID: &key.ID})
-		stripeKey := rides.StripeIdempotencyKey(key)
-		earlier, err := bundle.stripe.ChargeCreate(ctx, &stripeclient.ChargeParams{
-			Amount:         rides.ChargeAmount,
-			Currency:       rides.ChargeCurrency,
-			Customer:       bundle.user.StripeCustomerID,
-			Description:    "Charge for ride " + itoa(ride.ID),
-			IdempotencyKey: stripeKey,
-			Metadata: map[string]string{
-				rides.MetadataIdempotencyKey:   stripeKey,
-				rides.MetadataIdempotencyKeyID: itoa(key.ID),
-				rides.MetadataRideID:           itoa(ride.ID),
-			},
-		})
+		earlier, err := bundle.chargeAsRides(bundle.user, key, ride)
 		require.NoError(t, err)
 		// Another charge of the customer's, for another key, must not be
 		// taken for it.
@@ -445,19 +433,7 @@ func TestCreateRide(t *testing.T) {
 			RecoveryPoint: testfactory.Ptr(rides.RecoveryPointRideCreated),
 		})
 		ride := testfactory.Ride(ctx, t, bundle.exec, bundle.declined, &testfactory.RideOpts{IdempotencyKeyID: &key.ID})
-		stripeKey := rides.StripeIdempotencyKey(key)
-		_, err := bundle.stripe.ChargeCreate(ctx, &stripeclient.ChargeParams{
-			Amount:         rides.ChargeAmount,
-			Currency:       rides.ChargeCurrency,
-			Customer:       bundle.declined.StripeCustomerID,
-			Description:    "Charge for ride " + itoa(ride.ID),
-			IdempotencyKey: stripeKey,
-			Metadata: map[string]string{
-				rides.MetadataIdempotencyKey:   stripeKey,
-				rides.MetadataIdempotencyKeyID: itoa(key.ID),
-				rides.MetadataRideID:           itoa(ride.ID),
-			},
-		})
+		_, err := bundle.chargeAsRides(bundle.declined, key, ride)
 		outcome, _ := stripeclient.Classify(err)
 		require.Equal(t, stripeclient.OutcomeDeclined, outcome)
 
