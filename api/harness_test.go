@@ -325,17 +325,5 @@ func itoa(i int64) string {
 // does (the same Stripe idempotency key and metadata): the charge of an
 // earlier attempt that died before recording it.
 func (b *testBundle) chargeAsRides(user *db.User, key *db.IdempotencyKey, ride *db.Ride) (*stripe.Charge, error) {
-	stripeKey := rides.StripeIdempotencyKey(key)
-	return b.stripe.ChargeCreate(context.Background(), &stripeclient.ChargeParams{
-		Amount:         rides.ChargeAmount,
-		Currency:       rides.ChargeCurrency,
-		Customer:       user.StripeCustomerID,
-		Description:    "Charge for ride " + itoa(ride.ID),
-		IdempotencyKey: stripeKey,
-		Metadata: map[string]string{
-			rides.MetadataIdempotencyKey:   stripeKey,
-			rides.MetadataIdempotencyKeyID: itoa(key.ID),
-			rides.MetadataRideID:           itoa(ride.ID),
-		},
-	})
+	return b.stripe.ChargeCreate(context.Background(), rides.NewChargeParams(user.StripeCustomerID, key, ride.ID))
 }

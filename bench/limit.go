@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -229,19 +228,7 @@ func (l *limit) lockExisting(ctx context.Context, user *db.User, keyValue string
 // then, in one transaction, checks the key's lock, records the charge on
 // the ride, stages the receipt job and finishes the key with 201.
 func (l *limit) chargeAndFinish(ctx context.Context, user *db.User, key *db.IdempotencyKey, ride *db.Ride) error {
-	stripeKey := rides.StripeIdempotencyKey(key)
-	charge, err := l.stripe.ChargeCreate(ctx, &stripeclient.ChargeParams{
-		Amount:         rides.ChargeAmount,
-		Currency:       rides.ChargeCurrency,
-		Customer:       user.StripeCustomerID,
-		Description:    "Charge for ride " + strconv.FormatInt(ride.ID, 10),
-		IdempotencyKey: stripeKey,
-		Metadata: map[string]string{
-			rides.MetadataIdempotencyKey:   stripeKey,
-			rides.MetadataIdempotencyKeyID: strconv.FormatInt(key.ID, 10),
-			rides.MetadataRideID:           strconv.FormatInt(ride.ID, 10),
-		},
-	})
+	charge, err := l.stripe.ChargeCreate(ctx, rides.NewChargeParams(user.StripeCustomerID, key, ride.ID))
 	if err != nil {
 		return err
 	}
@@ -262,15 +249,7 @@ func (l *limit) chargeAndFinish(ctx context.Context, user *db.User, key *db.Idem
 		if err != nil {
 			return fmt.Errorf("staging receipt job: %w", err)
 		}
-		body, err := json.Marshal(&rides.CreatedBody{Message: rides.MessageOK, Ride: &rides.RideBody{
-			CreatedAt:      ride.CreatedAt,
-			ID:             ride.ID,
-			OriginLat:      ride.OriginLat,
-			OriginLon:      ride.OriginLon,
-			StripeChargeID: ride.StripeChargeID,
-			TargetLat:      ride.TargetLat,
-			TargetLon:      ride.TargetLon,
-		}})
+		body, err := json.Marshal(rides.NewCreatedBody(ride))
 		if err != nil {
 			return fmt.Errorf("marshaling response: %w", err)
 		}

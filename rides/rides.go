@@ -326,22 +326,30 @@ func (w *workflow) findOrCreateCharge(ctx context.Context, key *db.IdempotencyKe
 			return existing.ID, nil
 		}
 	}
-	charge, err := w.creator.stripe.ChargeCreate(ctx, &stripeclient.ChargeParams{
-		Amount:         ChargeAmount,
-		Currency:       ChargeCurrency,
-		Customer:       customer,
-		Description:    "Charge for ride " + strconv.FormatInt(w.ride.ID, 10),
-		IdempotencyKey: stripeKey,
-		Metadata: map[string]string{
-			MetadataIdempotencyKey:   stripeKey,
-			MetadataIdempotencyKeyID: strconv.FormatInt(key.ID, 10),
-			MetadataRideID:           strconv.FormatInt(w.ride.ID, 10),
-		},
-	})
+	charge, err := w.creator.stripe.ChargeCreate(ctx, NewChargeParams(customer, key, w.ride.ID))
 	if err != nil {
 		return "", err
 	}
 	return charge.ID, nil
+}
+
+// NewChargeParams returns the charge of ride rideID, made for key: $20 to
+// customer, with the key's Stripe idempotency key, and metadata naming the
+// key and the ride.
+func NewChargeParams(customer string, key *db.IdempotencyKey, rideID int64) *stripeclient.ChargeParams {
+	stripeKey := StripeIdempotencyKey(key)
+	return &stripeclient.ChargeParams{
+		Amount:         ChargeAmount,
+		Currency:       ChargeCurrency,
+		Customer:       customer,
+		Description:    "Charge for ride " + strconv.FormatInt(rideID, 10),
+		IdempotencyKey: stripeKey,
+		Metadata: map[string]string{
+			MetadataIdempotencyKey:   stripeKey,
+			MetadataIdempotencyKeyID: strconv.FormatInt(key.ID, 10),
+			MetadataRideID:           strconv.FormatInt(rideID, 10),
+		},
+	}
 }
 
 // Metadata keys on every charge, so that a charge can be traced to its
@@ -385,7 +393,7 @@ func (w *workflow) finishRide(ctx context.Context, tx pgx.Tx, ride *db.Ride) (id
 	if err != nil {
 		return nil, fmt.Errorf("staging receipt job: %w", err)
 	}
-	return idempotency.Finish(http.StatusCreated, &CreatedBody{Message: MessageOK, Ride: newRideBody(ride)}), nil
+	return idempotency.Finish(http.StatusCreated, NewCreatedBody(ride)), nil
 }
 
 // loadRide reads the key's ride when the request resumed at ride_created.
@@ -436,8 +444,9 @@ type RideBody struct {
 	TargetLon      float64   `json:"target_lon"`
 }
 
-func newRideBody(ride *db.Ride) *RideBody {
-	return &RideBody{
+// NewCreatedBody returns the body of the 201 response for ride.
+func NewCreatedBody(ride *db.Ride) *CreatedBody {
+	return &CreatedBody{Message: MessageOK, Ride: &RideBody{
 		CreatedAt:      ride.CreatedAt,
 		ID:             ride.ID,
 		OriginLat:      ride.OriginLat,
@@ -445,5 +454,5 @@ func newRideBody(ride *db.Ride) *RideBody {
 		StripeChargeID: ride.StripeChargeID,
 		TargetLat:      ride.TargetLat,
 		TargetLon:      ride.TargetLon,
-	}
+	}}
 }
