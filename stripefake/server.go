@@ -46,8 +46,9 @@ type Config struct {
 	// sequence of charge requests always give the same failures.
 	Seed int64
 
-	// Logger, if set, gets a line for each request. Nothing is logged if
-	// it is nil.
+	// Logger, if set, gets a line at debug level for each request, and
+	// lines at higher levels for injected failures and for serving and
+	// shutting down. Nothing is logged if it is nil.
 	Logger *slog.Logger
 }
 
@@ -104,7 +105,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mux.ServeHTTP(recorder, r)
 	}
 
-	s.logger.LogAttrs(r.Context(), slog.LevelInfo, "stripefake request",
+	s.logger.LogAttrs(r.Context(), slog.LevelDebug, "stripefake request",
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", recorder.status),
