@@ -1,7 +1,7 @@
 // Package stripeclient is the narrow part of Stripe that rocket-rides uses,
 // over stripe-go: create and look up customers, create a charge with an
-// idempotency key, find and list charges. It sorts Stripe's errors by what a
-// caller can do about them.
+// idempotency key, find and list charges, and the same for refunds. It sorts
+// Stripe's errors by what a caller can do about them.
 package stripeclient
 
 import (
@@ -168,8 +168,8 @@ func (c *Client) CustomerExists(ctx context.Context, id string) (bool, error) {
 type Outcome int
 
 const (
-	// OutcomeIndeterminate means the charge may or may not exist: the
-	// network failed, Stripe failed (5xx), was overloaded (429), or was
+	// OutcomeIndeterminate means the charge or refund may or may not exist:
+	// the network failed, Stripe failed (5xx), was overloaded (429), or was
 	// still working on the same idempotency key (409). Retrying with the
 	// same idempotency key settles it.
 	OutcomeIndeterminate Outcome = iota
@@ -179,8 +179,8 @@ const (
 	OutcomeDeclined
 
 	// OutcomeRejected means Stripe refused the request for good (invalid
-	// request, authentication, permission): definitive, and a human must
-	// look.
+	// request, such as a refund of a charge already refunded, authentication,
+	// permission): definitive, and a human must look.
 	OutcomeRejected
 )
 

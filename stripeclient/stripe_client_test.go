@@ -62,6 +62,18 @@ func TestStripeMock(t *testing.T) {
 
 	_, err = client.ChargeFind(ctx, customer, "idempotency_key", "rocket-rides-stripe-mock")
 	require.NoError(t, err)
+
+	refund, err := client.RefundCreate(ctx, refundParams(charge.ID, "rocket-rides-stripe-mock-refund"))
+	require.NoError(t, err)
+	require.NotEmpty(t, refund.ID)
+
+	partial := refundParams(charge.ID, "rocket-rides-stripe-mock-partial")
+	partial.Amount = 500
+	_, err = client.RefundCreate(ctx, partial)
+	require.NoError(t, err)
+
+	_, err = client.RefundFind(ctx, charge.ID, "idempotency_key", "rocket-rides-stripe-mock-refund")
+	require.NoError(t, err)
 }
 
 // startStripeMock runs stripe-mock, the go tool of go.mod, on loopback
@@ -121,6 +133,9 @@ func TestClassify(t *testing.T) {
 		{"CardError", &stripe.Error{HTTPStatusCode: http.StatusPaymentRequired, Type: stripe.ErrorTypeCard, Msg: "Your card was declined."}, stripeclient.OutcomeDeclined, "Your card was declined."},
 		{"CardErrorWrapped", fmt.Errorf("creating Stripe charge: %w", &stripe.Error{HTTPStatusCode: http.StatusPaymentRequired, Type: stripe.ErrorTypeCard, Msg: "Insufficient funds."}), stripeclient.OutcomeDeclined, "Insufficient funds."},
 		{"InvalidRequest", &stripe.Error{HTTPStatusCode: http.StatusBadRequest, Type: stripe.ErrorTypeInvalidRequest}, stripeclient.OutcomeRejected, ""},
+		{"ChargeAlreadyRefunded", fmt.Errorf("creating Stripe refund: %w", &stripe.Error{HTTPStatusCode: http.StatusBadRequest, Type: stripe.ErrorTypeInvalidRequest, Code: stripe.ErrorCodeChargeAlreadyRefunded}), stripeclient.OutcomeRejected, ""},
+		{"RefundAmountTooLarge", &stripe.Error{HTTPStatusCode: http.StatusBadRequest, Type: stripe.ErrorTypeInvalidRequest, Code: stripe.ErrorCodeAmountTooLarge}, stripeclient.OutcomeRejected, ""},
+		{"NotFound", &stripe.Error{HTTPStatusCode: http.StatusNotFound, Type: stripe.ErrorTypeInvalidRequest, Code: stripe.ErrorCodeResourceMissing}, stripeclient.OutcomeRejected, ""},
 		{"IdempotencyKeyReused", &stripe.Error{HTTPStatusCode: http.StatusBadRequest, Type: stripe.ErrorTypeIdempotency}, stripeclient.OutcomeRejected, ""},
 		{"Unauthorized", &stripe.Error{HTTPStatusCode: http.StatusUnauthorized, Type: stripe.ErrorTypeInvalidRequest}, stripeclient.OutcomeRejected, ""},
 		{"Forbidden", &stripe.Error{HTTPStatusCode: http.StatusForbidden, Type: stripe.ErrorTypeInvalidRequest}, stripeclient.OutcomeRejected, ""},

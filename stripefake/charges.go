@@ -30,6 +30,8 @@ type Charge struct {
 	Metadata    map[string]string
 	// Status is ChargeSucceeded or ChargeFailed.
 	Status string
+	// AmountRefunded is how much of Amount has been refunded so far.
+	AmountRefunded int64
 	// IdempotencyKey is the Idempotency-Key of the request that created
 	// the charge, or "" if it had none.
 	IdempotencyKey string
@@ -54,20 +56,28 @@ type chargeObject struct {
 	Metadata       map[string]string `json:"metadata"`
 	Paid           bool              `json:"paid"`
 	Refunded       bool              `json:"refunded"`
-	Status         string            `json:"status"`
+	// Refunds is left out unless the request asks to expand it: since
+	// API version 2022-11-15, Stripe no longer includes it by default.
+	Refunds *listObject[refundObject] `json:"refunds,omitempty"`
+	Status  string                    `json:"status"`
 }
+
+func (c Charge) listID() string     { return c.ID }
+func (c Charge) listParent() string { return c.Customer }
 
 func (c Charge) object() chargeObject {
 	object := chargeObject{
-		ID:          c.ID,
-		Object:      "charge",
-		Amount:      c.Amount,
-		Created:     c.Created.Unix(),
-		Currency:    c.Currency,
-		Customer:    c.Customer,
-		Description: nullable(c.Description),
-		Metadata:    c.Metadata,
-		Status:      c.Status,
+		ID:             c.ID,
+		Object:         "charge",
+		Amount:         c.Amount,
+		AmountRefunded: c.AmountRefunded,
+		Created:        c.Created.Unix(),
+		Currency:       c.Currency,
+		Customer:       c.Customer,
+		Description:    nullable(c.Description),
+		Metadata:       c.Metadata,
+		Refunded:       c.AmountRefunded == c.Amount,
+		Status:         c.Status,
 	}
 	if c.Status == ChargeSucceeded {
 		object.AmountCaptured = c.Amount
@@ -84,32 +94,7 @@ func (c Charge) object() chargeObject {
 // failures that the configuration asks for.
 func (s *Server) handleCreateCharge(w http.ResponseWriter, r *http.Request) {
 	s.chargeRequests.Add(1)
-	form, claim, ok := s.beginWrite(w, r)
-	if !ok {
-		return
-	}
-	defer claim.release()
-
-	// Stripe's processing time, during which the key stays claimed. It is
-	// not cut short when the client gives up: neither is Stripe's.
-	time.Sleep(s.config.Latency)
-
-	fault := s.faults.next()
-	if fault == failBefore {
-		s.sendFault(w, r, fault)
-		return
-	}
-	outcome, rejection := s.createCharge(form, claim.key)
-	if rejection != nil {
-		send(w, rejection.response())
-		return
-	}
-	claim.remember(outcome)
-	if fault == failAfter {
-		s.sendFault(w, r, fault)
-		return
-	}
-	send(w, outcome)
+	s.serveCreate(w, r, s.createCharge)
 }
 
 // createCharge validates a charge creation request and, if it is valid,
@@ -162,21 +147,9 @@ func chargeStatus(c customer) string {
 	return ChargeSucceeded
 }
 
-// handleGetCharge serves GET /v1/charges/{id}.
+// handleGetCharge serves GET /v1/charges/{id}. Its refunds are included
+// if the request asks to expand them (expand[]=refunds), as on Stripe.
 func (s *Server) handleGetCharge(w http.ResponseWriter, r *http.Request) {
-	time.Sleep(s.config.Latency)
-
-	id := r.PathValue("id")
-	charge, ok := s.store.charge(id)
-	if !ok {
-		send(w, noSuch(http.StatusNotFound, "charge", "id", id).response())
-		return
-	}
-	send(w, encode(http.StatusOK, charge.object()))
-}
-
-// handleListCharges serves GET /v1/charges.
-func (s *Server) handleListCharges(w http.ResponseWriter, r *http.Request) {
 	time.Sleep(s.config.Latency)
 
 	form, err := parseForm(r)
@@ -184,25 +157,26 @@ func (s *Server) handleListCharges(w http.ResponseWriter, r *http.Request) {
 		send(w, err.response())
 		return
 	}
-	query, err := parseListQuery(form)
+	expandRefunds, err := parseExpand(form, "refunds")
 	if err != nil {
 		send(w, err.response())
 		return
 	}
-	page, hasMore, err := query.page(s.store.newestCharges())
-	if err != nil {
-		send(w, err.response())
+	id := r.PathValue("id")
+	charge, ok := s.store.charge(id)
+	if !ok {
+		send(w, noSuch(http.StatusNotFound, "charge", "id", id).response())
 		return
 	}
+	object := charge.object()
+	if expandRefunds {
+		object.Refunds = chargeRefunds(charge.ID, s.store.newestRefunds())
+	}
+	send(w, encode(http.StatusOK, object))
+}
 
-	objects := make([]chargeObject, len(page))
-	for i, charge := range page {
-		objects[i] = charge.object()
-	}
-	send(w, encode(http.StatusOK, listObject[chargeObject]{
-		Object:  "list",
-		URL:     r.URL.Path,
-		HasMore: hasMore,
-		Data:    objects,
-	}))
+// handleListCharges serves GET /v1/charges.
+func (s *Server) handleListCharges(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(s.config.Latency)
+	sendList(w, r, "charge", "customer", s.store.newestCharges(), Charge.object)
 }

@@ -14,14 +14,24 @@
 //	POST /v1/charges          charge a customer
 //	GET  /v1/charges/{id}     retrieve a charge
 //	GET  /v1/charges          list charges, newest first, with Stripe's pagination
+//	POST /v1/refunds          refund a charge, in full or in part
+//	GET  /v1/refunds/{id}     retrieve a refund
+//	GET  /v1/refunds          list refunds, newest first, with Stripe's pagination
 //
 // Customers created with source=tok_visa (or with no source) can be
 // charged; customers created with source=tok_chargeCustomerFail are
 // created, but every charge on them is declined, as on Stripe.
 //
-// Charge requests can be slowed down and made to fail (see [Config]), to
-// test how callers cope with a slow or flaky Stripe, and in particular
-// that they retry with the same Idempotency-Key.
+// A charge can be refunded until its whole amount is; then a further
+// refund is refused with charge_already_refunded, as on Stripe. A
+// declined charge cannot be refunded (charge_not_refundable). The charge
+// object reports amount_refunded and refunded, and carries its refunds
+// only when asked to expand them (expand[]=refunds), as Stripe does since
+// API version 2022-11-15.
+//
+// Charge and refund requests can be slowed down and made to fail (see
+// [Config]), to test how callers cope with a slow or flaky Stripe, and in
+// particular that they retry with the same Idempotency-Key.
 //
 // What it is not: it is not Stripe, nor a general Stripe emulator (for
 // that, see stripe-mock, which is stateless). It has a single account,

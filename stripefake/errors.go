@@ -60,7 +60,8 @@ func missingAPIKey() *stripeError {
 func unrecognizedURL(r *http.Request) *stripeError {
 	return invalidRequest(http.StatusNotFound, "",
 		"Unrecognized request URL (%s: %s). stripefake serves only POST /v1/customers, "+
-			"POST /v1/charges, GET /v1/charges and GET /v1/charges/{id}.", r.Method, r.URL.Path)
+			"GET /v1/customers/{id}, POST /v1/charges, GET /v1/charges, GET /v1/charges/{id}, "+
+			"POST /v1/refunds, GET /v1/refunds and GET /v1/refunds/{id}.", r.Method, r.URL.Path)
 }
 
 func malformedBody(err error) *stripeError {
@@ -94,6 +95,11 @@ func invalidCurrency(value string) *stripeError {
 		"Invalid currency: %s. A currency is a three-letter ISO code, such as usd.", value)
 }
 
+func invalidChoice(param, value string, choices []string) *stripeError {
+	return invalidRequest(http.StatusBadRequest, param,
+		"Invalid %s: %s. It must be one of %s.", param, value, strings.Join(choices, ", "))
+}
+
 func exclusiveParameters(a, b string) *stripeError {
 	return invalidRequest(http.StatusBadRequest, a,
 		"You may only specify one of these parameters: %s, %s.", a, b).
@@ -106,6 +112,34 @@ func exclusiveParameters(a, b string) *stripeError {
 func noSuch(status int, object, param, id string) *stripeError {
 	return invalidRequest(status, param, "No such %s: '%s'", object, id).
 		withCode("resource_missing")
+}
+
+func chargeAlreadyRefunded(chargeID string) *stripeError {
+	return invalidRequest(http.StatusBadRequest, "", "Charge %s has already been refunded.", chargeID).
+		withCode("charge_already_refunded")
+}
+
+func chargeNotRefundable(chargeID string) *stripeError {
+	return invalidRequest(http.StatusBadRequest, "charge",
+		"Charge %s has failed, so there is nothing to refund.", chargeID).
+		withCode("charge_not_refundable")
+}
+
+func refundAmountTooLarge(amount, unrefunded int64, currency string) *stripeError {
+	return invalidRequest(http.StatusBadRequest, "amount",
+		"Refund amount (%s) is greater than unrefunded amount on charge (%s)",
+		formatAmount(amount, currency), formatAmount(unrefunded, currency)).
+		withCode("amount_too_large")
+}
+
+// formatAmount renders amount, in the smallest unit of currency, as
+// Stripe's messages do: $12.50, or 12.50 EUR for other currencies.
+func formatAmount(amount int64, currency string) string {
+	units := fmt.Sprintf("%d.%02d", amount/100, amount%100)
+	if currency == "usd" {
+		return "$" + units
+	}
+	return units + " " + strings.ToUpper(currency)
 }
 
 // The code and message of a declined charge, in its error and on the

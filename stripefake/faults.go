@@ -5,14 +5,15 @@ import (
 	"sync"
 )
 
-// fault is the failure, if any, injected into one charge creation.
+// fault is the failure, if any, injected into one charge or refund
+// creation.
 type fault int
 
 const (
 	noFault fault = iota
 	// failBefore answers 500 before anything is recorded.
 	failBefore
-	// failAfter records the charge, then answers 500 as if the response
+	// failAfter records the charge or refund, then answers 500 as if the response
 	// had been lost on its way back.
 	failAfter
 )
@@ -29,7 +30,7 @@ func (f fault) String() string {
 }
 
 // faultInjector draws faults at the configured rates from a seeded
-// source, so that a given seed and sequence of charge requests always
+// source, so that a given seed and sequence of creation requests always
 // give the same faults.
 type faultInjector struct {
 	mu         sync.Mutex
@@ -46,7 +47,7 @@ func newFaultInjector(config Config) *faultInjector {
 	}
 }
 
-// next draws the fault for the next charge creation. A single draw in
+// next draws the fault for the next charge or refund creation. A single draw in
 // [0, 1) decides: below FailBeforeRate it fails before; in the
 // FailAfterRate that follows, it fails after.
 func (f *faultInjector) next() fault {

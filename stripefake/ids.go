@@ -8,6 +8,7 @@ const alphanumerics = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 const (
 	customerIDLength = 14
 	chargeIDLength   = 24
+	refundIDLength   = 24
 	cardIDLength     = 24
 	requestIDLength  = 14
 )

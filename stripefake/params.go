@@ -86,6 +86,26 @@ func requiredCurrency(form url.Values) (string, *stripeError) {
 	return currency, nil
 }
 
+// parseExpand reports whether the expand parameter (expand[]=refunds, or
+// expand[0]=refunds as stripe-go sends it) asks to expand field, the only
+// field that can be expanded. It rejects every other parameter.
+func parseExpand(form url.Values, field string) (bool, *stripeError) {
+	if err := checkParams(form, "expand"); err != nil {
+		return false, err
+	}
+	expand := false
+	for name, values := range form {
+		for _, value := range values {
+			if value != field {
+				return false, invalidRequest(http.StatusBadRequest, name,
+					"This property cannot be expanded (%s). stripefake can expand only %s.", value, field)
+			}
+			expand = true
+		}
+	}
+	return expand, nil
+}
+
 // metadata returns the metadata[...] parameters as a map, never nil,
 // because Stripe's objects always carry a metadata object.
 func metadata(form url.Values) map[string]string {

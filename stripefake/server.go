@@ -19,35 +19,37 @@ const apiVersion = "2023-10-16"
 
 // Config configures a [Server]. The zero Config is a well-behaved fake.
 type Config struct {
-	// Latency is how long each charge request takes. A charge creation
-	// holds its Idempotency-Key for that long, so that requests with the
-	// same key arriving meanwhile get 409 idempotency_key_in_use, as on
-	// Stripe. Replays and rejections of the key are answered at once.
+	// Latency is how long each charge and refund request takes. A
+	// creation holds its Idempotency-Key for that long, so that requests
+	// with the same key arriving meanwhile get 409 idempotency_key_in_use,
+	// as on Stripe. Replays and rejections of the key are answered at
+	// once.
 	Latency time.Duration
 
-	// FailBeforeRate is the fraction of charge creations that answer 500
-	// api_error without recording anything: a retry with the same
-	// Idempotency-Key is then carried out afresh.
+	// FailBeforeRate is the fraction of charge and refund creations that
+	// answer 500 api_error without recording anything: a retry with the
+	// same Idempotency-Key is then carried out afresh.
 	FailBeforeRate float64
 
-	// FailAfterRate is the fraction of charge creations that record their
-	// outcome (the charge, and the response kept under the
-	// Idempotency-Key), then answer 500 api_error anyway, as if the
-	// response had been lost: a retry with the same key then replays the
-	// real response.
+	// FailAfterRate is the fraction of charge and refund creations that
+	// record their outcome (the charge or refund, and the response kept
+	// under the Idempotency-Key), then answer 500 api_error anyway, as if
+	// the response had been lost: a retry with the same key then replays
+	// the real response.
 	//
-	// The two rates share one random draw per charge creation, so at most
-	// one kind of failure strikes, and FailAfterRate gets only what
+	// The two rates share one random draw per creation, so at most one
+	// kind of failure strikes, and FailAfterRate gets only what
 	// FailBeforeRate leaves of 1. A rate of 0 never fails, one of 1
 	// always does.
 	FailAfterRate float64
 
 	// Seed seeds the random source of the failures, so that a seed and a
-	// sequence of charge requests always give the same failures.
+	// sequence of creation requests always give the same failures.
 	Seed int64
 
-	// Logger, if set, gets a line for each request. Nothing is logged if
-	// it is nil.
+	// Logger, if set, gets a line at debug level for each request, and
+	// lines at higher levels for injected failures and for serving and
+	// shutting down. Nothing is logged if it is nil.
 	Logger *slog.Logger
 }
 
@@ -62,9 +64,10 @@ type Server struct {
 	faults *faultInjector
 
 	chargeRequests atomic.Int64
+	refundRequests atomic.Int64
 }
 
-// New returns a Server with no customers and no charges.
+// New returns a Server with no customers, no charges and no refunds.
 func New(config Config) *Server {
 	logger := config.Logger
 	if logger == nil {
@@ -83,6 +86,9 @@ func New(config Config) *Server {
 	s.mux.HandleFunc("POST /v1/charges", s.handleCreateCharge)
 	s.mux.HandleFunc("GET /v1/charges", s.handleListCharges)
 	s.mux.HandleFunc("GET /v1/charges/{id}", s.handleGetCharge)
+	s.mux.HandleFunc("POST /v1/refunds", s.handleCreateRefund)
+	s.mux.HandleFunc("GET /v1/refunds", s.handleListRefunds)
+	s.mux.HandleFunc("GET /v1/refunds/{id}", s.handleGetRefund)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		send(w, unrecognizedURL(r).response())
 	})
@@ -104,7 +110,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mux.ServeHTTP(recorder, r)
 	}
 
-	s.logger.LogAttrs(r.Context(), slog.LevelInfo, "stripefake request",
+	s.logger.LogAttrs(r.Context(), slog.LevelDebug, "stripefake request",
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", recorder.status),
@@ -128,9 +134,20 @@ func (s *Server) ChargeRequests() int {
 	return int(s.chargeRequests.Load())
 }
 
+// Refunds returns a copy of all refunds created so far, oldest first.
+func (s *Server) Refunds() []Refund {
+	return s.store.refundSnapshot()
+}
+
+// RefundRequests returns how many POST /v1/refunds requests have arrived,
+// whatever became of them: created, replayed, rejected or failed.
+func (s *Server) RefundRequests() int {
+	return int(s.refundRequests.Load())
+}
+
 // SetFailureRates changes Config.FailBeforeRate and Config.FailAfterRate
-// for the charge creations that arrive from now on, for instance to make
-// Stripe fail and then recover in the middle of a test.
+// for the charge and refund creations that arrive from now on, for
+// instance to make Stripe fail and then recover in the middle of a test.
 func (s *Server) SetFailureRates(failBeforeRate, failAfterRate float64) {
 	s.faults.setRates(failBeforeRate, failAfterRate)
 }
@@ -166,7 +183,41 @@ func (s *Server) beginWrite(w http.ResponseWriter, r *http.Request) (form url.Va
 	return form, claim, true
 }
 
-// sendFault answers a charge creation with an injected failure.
+// serveCreate serves a creation request (a charge or a refund) with
+// create, which validates the request's parameters and carries it out,
+// given the request's idempotency key. The request takes Config.Latency,
+// holding its idempotency key meanwhile, and may be failed as the failure
+// rates say, before or after create.
+func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request, create func(form url.Values, idempotencyKey string) (response, *stripeError)) {
+	form, claim, ok := s.beginWrite(w, r)
+	if !ok {
+		return
+	}
+	defer claim.release()
+
+	// Stripe's processing time, during which the key stays claimed. It is
+	// not cut short when the client gives up: neither is Stripe's.
+	time.Sleep(s.config.Latency)
+
+	fault := s.faults.next()
+	if fault == failBefore {
+		s.sendFault(w, r, fault)
+		return
+	}
+	outcome, rejection := create(form, claim.key)
+	if rejection != nil {
+		send(w, rejection.response())
+		return
+	}
+	claim.remember(outcome)
+	if fault == failAfter {
+		s.sendFault(w, r, fault)
+		return
+	}
+	send(w, outcome)
+}
+
+// sendFault answers a creation request with an injected failure.
 func (s *Server) sendFault(w http.ResponseWriter, r *http.Request, f fault) {
 	s.logger.LogAttrs(r.Context(), slog.LevelWarn, "stripefake injected failure",
 		slog.String("request_id", w.Header().Get("Request-Id")),

@@ -89,7 +89,8 @@ func TestUnknownRoutesAreStripeShaped404s(t *testing.T) {
 	_, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
 
 	for _, route := range []struct{ method, path string }{
-		{http.MethodGet, "/v1/refunds"},
+		{http.MethodGet, "/v1/payouts"},
+		{http.MethodDelete, "/v1/refunds/re_123"},
 		{http.MethodDelete, "/v1/charges"},
 		{http.MethodPost, "/v1/charges/ch_123"},
 		{http.MethodGet, "/"},
@@ -152,4 +153,54 @@ func TestStripeVersionIsEchoed(t *testing.T) {
 	resp := do(t, req)
 
 	require.Equal(t, "2020-08-27", resp.header.Get("Stripe-Version"))
+}
+
+func TestRefundWireFormat(t *testing.T) {
+	t.Parallel()
+	_, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
+	customer := postForm(t, baseURL+"/v1/customers", "", url.Values{"source": {"tok_visa"}})
+	charge := postForm(t, baseURL+"/v1/charges", "", url.Values{
+		"amount": {"1250"}, "currency": {"usd"}, "customer": {customer.body["id"].(string)},
+	})
+	require.Equal(t, http.StatusOK, charge.status)
+	require.Equal(t, 0.0, charge.body["amount_refunded"])
+	require.Equal(t, false, charge.body["refunded"])
+	require.NotContains(t, charge.body, "refunds", "not included unless expanded")
+	chargeID := charge.body["id"].(string)
+
+	refund := postForm(t, baseURL+"/v1/refunds", "cancel-5", url.Values{
+		"charge":            {chargeID},
+		"metadata[ride_id]": {"5"},
+	})
+
+	require.Equal(t, http.StatusOK, refund.status)
+	require.Equal(t, "cancel-5", refund.header.Get("Idempotency-Key"))
+	require.Equal(t, "refund", refund.body["object"])
+	require.Equal(t, 1250.0, refund.body["amount"])
+	require.Equal(t, chargeID, refund.body["charge"], "the charge's id, not the charge")
+	require.Equal(t, "usd", refund.body["currency"])
+	require.Equal(t, map[string]any{"ride_id": "5"}, refund.body["metadata"])
+	require.Equal(t, "succeeded", refund.body["status"])
+	require.IsType(t, 0.0, refund.body["created"])
+	for _, field := range []string{"reason", "payment_intent", "receipt_number", "source_transfer_reversal", "transfer_reversal"} {
+		require.Contains(t, refund.body, field)
+		require.Nil(t, refund.body[field], field)
+	}
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, baseURL+"/v1/charges/"+chargeID+"?expand[]=refunds", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer sk_test_raw")
+	refunded := do(t, req)
+	require.Equal(t, http.StatusOK, refunded.status)
+	require.Equal(t, 1250.0, refunded.body["amount_refunded"])
+	require.Equal(t, true, refunded.body["refunded"])
+	refunds := refunded.body["refunds"].(map[string]any)
+	require.Equal(t, "list", refunds["object"])
+	require.Len(t, refunds["data"], 1)
+
+	again := postForm(t, baseURL+"/v1/refunds", "", url.Values{"charge": {chargeID}})
+	require.Equal(t, http.StatusBadRequest, again.status)
+	require.Equal(t, "invalid_request_error", again.errorField(t, "type"))
+	require.Equal(t, "charge_already_refunded", again.errorField(t, "code"))
+	require.Equal(t, "Charge "+chargeID+" has already been refunded.", again.errorField(t, "message"))
 }

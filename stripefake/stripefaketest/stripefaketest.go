@@ -20,11 +20,12 @@ const APIKey = "sk_test_stripefake"
 // NewServer starts a fake Stripe, configured by config, for the duration
 // of t, and returns it with its base URL (such as "http://127.0.0.1:4242"),
 // to use as stripe.BackendConfig.URL. If config.Logger is nil, the fake
-// logs to t's output, which go test shows for failed tests and with -v.
+// logs to t's output, request lines included (they are at debug level),
+// which go test shows for failed tests and with -v.
 func NewServer(t testing.TB, config stripefake.Config) (*stripefake.Server, string) {
 	t.Helper()
 	if config.Logger == nil {
-		config.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+		config.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	fake := stripefake.New(config)
 	server := httptest.NewServer(fake)
