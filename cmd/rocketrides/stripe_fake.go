@@ -9,8 +9,8 @@ import (
 
 type stripeFakeCmd struct {
 	Addr           string        `default:"127.0.0.1:12111" help:"Address to listen on."`
-	FailAfterRate  float64       `help:"Fraction of charge requests that record the charge, then answer 500 (the response is lost)."`
-	FailBeforeRate float64       `help:"Fraction of charge requests that answer 500 without recording anything."`
+	FailAfterRate  float64       `help:"Fraction of charge and refund requests that record them, then answer 500 (the response is lost)."`
+	FailBeforeRate float64       `help:"Fraction of charge and refund requests that answer 500 without recording anything."`
 	Latency        time.Duration `help:"Latency added to every charge request."`
 	Seed           int64         `help:"Seed of the fault injection's randomness; the same seed fails the same requests."`
 }
