@@ -10,6 +10,7 @@ package apiclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,6 +98,11 @@ func NewClient(baseURL string, config *ClientConfig) (*Client, error) {
 	return &Client{baseURL: baseURL, config: config}, nil
 }
 
+// BaseURL is the API's base URL, as given to NewClient.
+func (c *Client) BaseURL() string {
+	return c.baseURL
+}
+
 // CloseIdleConnections closes the client's idle keep-alive connections.
 func (c *Client) CloseIdleConnections() {
 	c.config.HTTPClient.CloseIdleConnections()
@@ -114,6 +120,11 @@ func (c *Client) PostRide(ctx context.Context, ride *Ride) (*Answer, error) {
 	}
 	resp, err := c.config.HTTPClient.Do(req)
 	if err != nil {
+		// The error without the method and URL that net/http adds, which
+		// every caller knows: short enough for a log line.
+		if urlErr, ok := errors.AsType[*url.Error](err); ok {
+			err = urlErr.Err
+		}
 		return nil, fmt.Errorf("posting ride: %w", err)
 	}
 	defer resp.Body.Close()
