@@ -73,6 +73,7 @@ func (c *ClientConfig) withDefaults() *ClientConfig {
 // validate rejects a configuration the client cannot run with.
 func (c *ClientConfig) validate() error {
 	if c.Timeout < 0 {
+		//lint:ignore ST1005 the message starts with the field's name; NewClient prefixes it
 		return fmt.Errorf("Timeout must not be negative, got %s", c.Timeout)
 	}
 	return nil

@@ -79,8 +79,10 @@ func (c *SimulatorConfig) withDefaults() *SimulatorConfig {
 func (c *SimulatorConfig) validate() error {
 	switch {
 	case c.Interval < 0:
+		//lint:ignore ST1005 the message starts with the field's name; NewSimulator prefixes it
 		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
 	case c.Rate < 0:
+		//lint:ignore ST1005 the message starts with the field's name; NewSimulator prefixes it
 		return fmt.Errorf("Rate must not be negative, got %g", c.Rate)
 	case c.SummaryInterval < 0:
 		return fmt.Errorf("SummaryInterval must not be negative, got %s", c.SummaryInterval)
