@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rocketrides/rocketrides/api"
+	"github.com/rocketrides/rocketrides/apiclient"
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/db/dbtest"
 	"github.com/rocketrides/rocketrides/db/testfactory"
@@ -242,7 +242,7 @@ func (b *testBundle) postAnswer(user *db.User, value string) *answer {
 		body:        recorder.Body.String(),
 		code:        recorder.Code,
 		contentType: recorder.Header().Get("Content-Type"),
-		replayed:    recorder.Header().Get("Idempotent-Replayed"),
+		replayed:    recorder.Header().Get(apiclient.HeaderIdempotentReplayed),
 		retryAfter:  recorder.Header().Get("Retry-After"),
 	}
 }
@@ -254,13 +254,12 @@ func serveHTTP(t *testing.T, client *http.Client, b *testBundle) postFunc {
 	server := httptest.NewServer(b.server)
 	t.Cleanup(server.Close)
 	return func(user *db.User, value string) *answer {
-		r, err := http.NewRequest(http.MethodPost, server.URL+rides.RequestPath, strings.NewReader(validForm().Encode()))
+		r, err := apiclient.NewRequest(context.Background(), server.URL, &apiclient.Ride{
+			Email: user.Email, IdempotencyKey: value, Body: apiclient.Form(validForm()),
+		})
 		if err != nil {
 			return &answer{body: err.Error()}
 		}
-		r.Header.Set("Authorization", user.Email)
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		r.Header.Set("Idempotency-Key", value)
 		response, err := client.Do(r)
 		if err != nil {
 			return &answer{body: err.Error()}
@@ -274,7 +273,7 @@ func serveHTTP(t *testing.T, client *http.Client, b *testBundle) postFunc {
 			body:        string(body),
 			code:        response.StatusCode,
 			contentType: response.Header.Get("Content-Type"),
-			replayed:    response.Header.Get("Idempotent-Replayed"),
+			replayed:    response.Header.Get(apiclient.HeaderIdempotentReplayed),
 			retryAfter:  response.Header.Get("Retry-After"),
 		}
 	}

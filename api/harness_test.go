@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/rocketrides/rocketrides/api"
+	"github.com/rocketrides/rocketrides/apiclient"
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/db/dbtest"
 	"github.com/rocketrides/rocketrides/db/testfactory"
@@ -26,7 +26,8 @@ import (
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
 )
 
-// clientIP is the address httptest.NewRequest gives every request.
+// clientIP is the address newRequest gives every request, as
+// httptest.NewRequest does.
 const clientIP = "192.0.2.1"
 
 // testBundle is a server wired as in production, over a fake Stripe.
@@ -115,24 +116,25 @@ func validForm() url.Values {
 }
 
 // newRequest is a POST /rides from the user with email, under key, with
-// body of contentType. An empty email or key leaves its header out.
+// body of contentType, built by the client every caller uses. An empty
+// email, key or contentType leaves its header out.
 func newRequest(email, key, contentType, body string) *http.Request {
-	r := httptest.NewRequest(http.MethodPost, rides.RequestPath, strings.NewReader(body))
-	if email != "" {
-		r.Header.Set("Authorization", email)
+	r, err := apiclient.NewRequest(context.Background(), "http://example.com", &apiclient.Ride{
+		Email:          email,
+		IdempotencyKey: key,
+		Body:           apiclient.Body{ContentType: contentType, Data: body},
+	})
+	if err != nil {
+		panic(err) // a constant URL always parses
 	}
-	if key != "" {
-		r.Header.Set("Idempotency-Key", key)
-	}
-	if contentType != "" {
-		r.Header.Set("Content-Type", contentType)
-	}
+	r.RemoteAddr = clientIP + ":1234" // as httptest.NewRequest
 	return r
 }
 
 // newFormRequest is a form-encoded POST /rides.
 func newFormRequest(email, key string, form url.Values) *http.Request {
-	return newRequest(email, key, "application/x-www-form-urlencoded", form.Encode())
+	body := apiclient.Form(form)
+	return newRequest(email, key, body.ContentType, body.Data)
 }
 
 func (b *testBundle) serve(r *http.Request) *httptest.ResponseRecorder {
@@ -152,7 +154,7 @@ func requireCreated(t *testing.T, recorder *httptest.ResponseRecorder) *rides.Cr
 	t.Helper()
 	require.Equal(t, http.StatusCreated, recorder.Code, "body: %s", recorder.Body)
 	require.Equal(t, "application/json", recorder.Header().Get("Content-Type"))
-	require.Empty(t, recorder.Header().Get("Idempotent-Replayed"))
+	require.Empty(t, recorder.Header().Get(apiclient.HeaderIdempotentReplayed))
 	var body rides.CreatedBody
 	require.NoError(t, json.Unmarshal(recorder.Body.Bytes(), &body))
 	require.Equal(t, rides.MessageOK, body.Message)
@@ -186,7 +188,7 @@ func requireReplay(t *testing.T, first, recorder *httptest.ResponseRecorder) {
 	require.Equal(t, first.Code, recorder.Code)
 	require.Equal(t, first.Body.String(), recorder.Body.String())
 	require.Equal(t, first.Header().Get("Content-Type"), recorder.Header().Get("Content-Type"))
-	require.Equal(t, "true", recorder.Header().Get("Idempotent-Replayed"))
+	require.Equal(t, "true", recorder.Header().Get(apiclient.HeaderIdempotentReplayed))
 }
 
 func mapKeys(m map[string]any) []string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rocketrides/rocketrides/apiclient"
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/db/dbtest"
 	"github.com/rocketrides/rocketrides/db/testfactory"
@@ -95,10 +96,10 @@ func BenchmarkServeReplay(b *testing.B) {
 	form := "origin_lat=0&origin_lon=0&target_lat=0&target_lon=0" // testfactory.ValidParams
 
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, rides.RequestPath, strings.NewReader(form))
-		req.Header.Set("Authorization", user.Email)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Idempotency-Key", key.IdempotencyKey)
+		req, err := apiclient.NewRequest(ctx, "http://example.com", &apiclient.Ride{
+			Email: user.Email, IdempotencyKey: key.IdempotencyKey, Body: apiclient.Body{ContentType: apiclient.ContentTypeForm, Data: form},
+		})
+		require.NoError(b, err)
 		recorder := httptest.NewRecorder()
 		server.ServeHTTP(recorder, req)
 		require.Equal(b, http.StatusCreated, recorder.Code, recorder.Body.String())

@@ -94,8 +94,11 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario) ([]*Row, error) {
 // runCell measures sc at concurrency on the API and on the limit, round
 // after round.
 func (b *bench) runCell(ctx context.Context, sc *scenario, concurrency int, server *apiServer, lim *limit) (apiSide, limitSide *measurement, err error) {
-	client := newAPIClient(server.url, concurrency)
-	defer client.close()
+	client, err := newAPIClient(server.url, concurrency)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer client.CloseIdleConnections()
 	apiSide, limitSide = &measurement{}, &measurement{}
 	for round := range b.config.rounds {
 		m, err := b.measure(ctx, sc, concurrency, profileName(sc, concurrency, "api", round), sc.apiOp(client), server)
@@ -126,8 +129,11 @@ func (b *bench) setup(ctx context.Context, sc *scenario, server *apiServer) erro
 		return nil
 	}
 	slog.InfoContext(ctx, "bench: setting up", slog.String("scenario", sc.name))
-	client := newAPIClient(server.url, len(sc.stripe.users))
-	defer client.close()
+	client, err := newAPIClient(server.url, len(sc.stripe.users))
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
 	if err := sc.setup(ctx, client); err != nil {
 		return fmt.Errorf("setting up %s: %w", sc.name, err)
 	}

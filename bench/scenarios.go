@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rocketrides/rocketrides/apiclient"
 )
 
 // Scenario names, as results.json has them.
@@ -30,7 +32,7 @@ func scenarioNames() []string {
 // its concurrencies.
 type scenario struct {
 	// apiOp and limitOp are one iteration of a worker on either side.
-	apiOp   func(client *apiClient) Op
+	apiOp   func(client *apiclient.Client) Op
 	limitOp func(l *limit) Op
 
 	concurrencies []int
@@ -43,7 +45,7 @@ type scenario struct {
 	name      string
 
 	// setup, if set, prepares the scenario once, before its first cell.
-	setup func(ctx context.Context, client *apiClient) error
+	setup func(ctx context.Context, client *apiclient.Client) error
 
 	stripe *stripeStack
 }
@@ -79,10 +81,10 @@ func (b *bench) scenarios() []*scenario {
 // newKeysScenario is a fresh key on every request.
 func newKeysScenario(name string, isolation pgx.TxIsoLevel, stripe *stripeStack, concurrencies []int) *scenario {
 	return &scenario{
-		apiOp: func(client *apiClient) Op {
+		apiOp: func(client *apiclient.Client) Op {
 			return func(ctx context.Context, worker, _ int, rec *Recorder) {
 				start := time.Now()
-				ans, err := client.postRide(ctx, stripe.user(worker).Email, uuid.NewString(), false)
+				ans, err := postRide(ctx, client, stripe.user(worker).Email, uuid.NewString(), false)
 				recordAnswer(rec, start, ans, err, http.StatusCreated, false)
 			}
 		},
@@ -104,15 +106,15 @@ func newKeysScenario(name string, isolation pgx.TxIsoLevel, stripe *stripeStack,
 // recoveryAPIOp is a request that fails on purpose after creating its ride
 // (raise_error=true, answered 500), then its retry with the same key, which
 // resumes there and succeeds (201). Each counts as a request.
-func recoveryAPIOp(stripe *stripeStack) func(client *apiClient) Op {
-	return func(client *apiClient) Op {
+func recoveryAPIOp(stripe *stripeStack) func(client *apiclient.Client) Op {
+	return func(client *apiclient.Client) Op {
 		return func(ctx context.Context, worker, _ int, rec *Recorder) {
 			email, key := stripe.user(worker).Email, uuid.NewString()
 			start := time.Now()
-			ans, err := client.postRide(ctx, email, key, true)
+			ans, err := postRide(ctx, client, email, key, true)
 			recordAnswer(rec, start, ans, err, http.StatusInternalServerError, false)
 			start = time.Now()
-			ans, err = client.postRide(ctx, email, key, false)
+			ans, err = postRide(ctx, client, email, key, false)
 			recordAnswer(rec, start, ans, err, http.StatusCreated, false)
 		}
 	}
@@ -150,7 +152,7 @@ func (r *replaySet) key(user, k int) string {
 }
 
 // setup finishes every key through the API, each user's in a goroutine.
-func (r *replaySet) setup(ctx context.Context, client *apiClient) error {
+func (r *replaySet) setup(ctx context.Context, client *apiclient.Client) error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -159,9 +161,9 @@ func (r *replaySet) setup(ctx context.Context, client *apiClient) error {
 	for u, user := range r.stripe.users {
 		wg.Go(func() {
 			for k := range r.keysPerUser {
-				ans, err := client.postRide(ctx, user.Email, r.key(u, k), false)
-				if err == nil && ans.status != http.StatusCreated {
-					err = fmt.Errorf("want 201, got %d: %s", ans.status, ans.body)
+				ans, err := postRide(ctx, client, user.Email, r.key(u, k), false)
+				if err == nil && ans.Status != http.StatusCreated {
+					err = fmt.Errorf("want 201, got %d: %s", ans.Status, ans.Body)
 				}
 				if err != nil {
 					mu.Lock()
@@ -178,11 +180,11 @@ func (r *replaySet) setup(ctx context.Context, client *apiClient) error {
 
 // apiOp asks the API again for one of the worker's finished keys: it must
 // answer 201 from the stored response, marked as replayed.
-func (r *replaySet) apiOp(client *apiClient) Op {
+func (r *replaySet) apiOp(client *apiclient.Client) Op {
 	return func(ctx context.Context, worker, iteration int, rec *Recorder) {
 		u := worker % len(r.stripe.users)
 		start := time.Now()
-		ans, err := client.postRide(ctx, r.stripe.users[u].Email, r.key(u, iteration), false)
+		ans, err := postRide(ctx, client, r.stripe.users[u].Email, r.key(u, iteration), false)
 		recordAnswer(rec, start, ans, err, http.StatusCreated, true)
 	}
 }

@@ -2,21 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/rocketrides/rocketrides/problem"
+	"github.com/rocketrides/rocketrides/apiclient"
 	"github.com/rocketrides/rocketrides/rides"
 )
 
@@ -92,23 +87,25 @@ type loadStats struct {
 // load is the clients: each sends requests with fresh keys, and retries
 // each with the same key until a definitive answer.
 type load struct {
-	client   *http.Client
-	config   *config
-	logger   *slog.Logger
-	ridesURL string
+	client *apiclient.Client
+	config *config
+	logger *slog.Logger
 
 	mu    sync.Mutex
 	stats loadStats
 }
 
-func newLoad(cfg *config, apiURL string, logger *slog.Logger) *load {
-	return &load{
-		client:   &http.Client{Timeout: attemptTimeout},
-		config:   cfg,
-		logger:   logger,
-		ridesURL: apiURL + rides.RequestPath,
-		stats:    loadStats{answers: make(map[string]int), attempts: make(map[string]int), rides: make(map[int64]string)},
+func newLoad(cfg *config, apiURL string, logger *slog.Logger) (*load, error) {
+	client, err := apiclient.NewClient(apiURL, &apiclient.ClientConfig{Timeout: attemptTimeout})
+	if err != nil {
+		return nil, err
 	}
+	return &load{
+		client: client,
+		config: cfg,
+		logger: logger,
+		stats:  loadStats{answers: make(map[string]int), attempts: make(map[string]int), rides: make(map[int64]string)},
+	}, nil
 }
 
 // driveLoad runs the clients and the faults for the run's duration, then
@@ -120,7 +117,10 @@ func (h *harness) driveLoad(ctx context.Context, res *result) error {
 	retryCtx, stopRetries := context.WithCancel(ctx)
 	defer stopRetries()
 
-	l := newLoad(h.config, h.apiURL(), h.logger)
+	l, err := newLoad(h.config, h.apiURL(), h.logger)
+	if err != nil {
+		return err
+	}
 	clientsDone := make(chan struct{})
 	go func() {
 		l.run(loadCtx, retryCtx)
@@ -128,7 +128,7 @@ func (h *harness) driveLoad(ctx context.Context, res *result) error {
 	}()
 
 	plan := planFaults(rand.New(rand.NewPCG(h.config.seed, 0)), h.config.duration, h.config.kills)
-	err := h.runFaults(ctx, loadCtx, time.Now(), plan, res)
+	err = h.runFaults(ctx, loadCtx, time.Now(), plan, res)
 	if err != nil {
 		stopLoad()
 	}
@@ -171,22 +171,22 @@ type rideRequest struct {
 	abandon    bool // give up after the first attempt
 	email      string
 	key        string
-	params     url.Values
+	params     rides.Params
 	raiseError bool // on the first attempt
 }
 
 func newRideRequest(rng *rand.Rand) *rideRequest {
-	coordinate := func(limit float64) string {
-		return strconv.FormatFloat((rng.Float64()*2-1)*limit, 'f', -1, 64)
+	coordinate := func(limit float64) float64 {
+		return (rng.Float64()*2 - 1) * limit
 	}
 	r := &rideRequest{
 		email: emailOK,
 		key:   uuid.NewString(),
-		params: url.Values{
-			"origin_lat": {coordinate(90)},
-			"origin_lon": {coordinate(180)},
-			"target_lat": {coordinate(90)},
-			"target_lon": {coordinate(180)},
+		params: rides.Params{
+			OriginLat: coordinate(90),
+			OriginLon: coordinate(180),
+			TargetLat: coordinate(90),
+			TargetLon: coordinate(180),
 		},
 		raiseError: rng.Float64() < raiseErrorRate,
 	}
@@ -306,43 +306,20 @@ func (a *answer) definitive() bool {
 
 // send makes one attempt at r.
 func (l *load) send(ctx context.Context, r *rideRequest, raiseError bool) *answer {
-	form := maps.Clone(r.params)
-	if raiseError {
-		form.Set("raise_error", "true")
-	}
-	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.ridesURL, strings.NewReader(form.Encode()))
+	got, err := l.client.PostRide(ctx, &apiclient.Ride{
+		Email:          r.email,
+		IdempotencyKey: r.key,
+		Body:           apiclient.RideForm(r.params, raiseError),
+	})
 	if err != nil {
-		return &answer{}
+		return &answer{} // no answer, or the API died while answering
 	}
-	req.Header.Set("Authorization", r.email)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Idempotency-Key", r.key)
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return &answer{}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return &answer{} // the API died while answering
-	}
-
-	a := &answer{status: resp.StatusCode}
-	if resp.StatusCode == http.StatusCreated {
-		var created rides.CreatedBody
-		if json.Unmarshal(body, &created) == nil && created.Ride != nil {
-			a.rideID = created.Ride.ID
-			if created.Ride.StripeChargeID != nil {
-				a.chargeID = *created.Ride.StripeChargeID
-			}
+	a := &answer{problemKind: got.ProblemType, status: got.Status}
+	if got.Ride != nil {
+		a.rideID = got.Ride.ID
+		if got.Ride.StripeChargeID != nil {
+			a.chargeID = *got.Ride.StripeChargeID
 		}
-		return a
-	}
-	var details problem.Details
-	if json.Unmarshal(body, &details) == nil {
-		a.problemKind = strings.TrimPrefix(details.Type, problem.TypeBase)
 	}
 	return a
 }

@@ -1,92 +1,109 @@
 package jobs
 
 import (
-	"cmp"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/rocketrides/rocketrides/apiclient"
 	"github.com/rocketrides/rocketrides/rides"
 )
 
 // Defaults of SimulatorConfig.
 const (
-	SimulatorAPIURLDefault          = "http://127.0.0.1:5000"
-	SimulatorConcurrencyDefault     = 1
 	SimulatorEmailDefault           = "user@example.com"
 	SimulatorIntervalDefault        = 1 * time.Second
 	SimulatorSummaryIntervalDefault = 10 * time.Second
-	SimulatorTimeoutDefault         = 30 * time.Second
 )
 
-// simulatorMaxBody is how much of a response body the simulator reads and
-// logs.
-const simulatorMaxBody = 64 << 10
+// simulatorKeyPrefix is how much of an idempotency key a request's log line
+// shows: enough to find the key in the database.
+const simulatorKeyPrefix = 8
 
 // SimulatorConfig configures a Simulator. Zero fields take their defaults.
 type SimulatorConfig struct {
-	// APIURL is the API's base URL. Zero means SimulatorAPIURLDefault.
-	APIURL string
-
-	// Concurrency is how many workers send requests at once, each waiting
-	// for its answer before the next. Zero means
-	// SimulatorConcurrencyDefault.
-	Concurrency int
-
-	// Duration is how long Start runs. Zero means until its context is
-	// done.
-	Duration time.Duration
-
 	// Email is the user the requests authenticate as. Zero means
 	// SimulatorEmailDefault.
 	Email string
 
-	// Interval is the longest pause of a worker after each request, when
-	// Rate is zero: it sleeps a random time up to Interval. Zero means
-	// SimulatorIntervalDefault; it must not be negative.
+	// Interval is the longest pause after each request: the simulator
+	// sleeps a random time up to Interval, as the original does. Zero
+	// means SimulatorIntervalDefault; it must not be negative.
 	Interval time.Duration
 
-	// Rate is how many requests per second the workers send together, at
-	// most, instead of the random pauses. Zero means random pauses.
+	// Logger receives a line per request and the summaries. Nil discards
+	// them.
+	Logger *slog.Logger
+
+	// Rate, if positive, replaces the random pauses: the simulator starts
+	// a request every 1/Rate seconds, or as soon as the last one answered
+	// if it took longer. It must not be negative.
 	Rate float64
 
-	// Requests is how many requests Start sends in all before it returns.
-	// Zero means no limit.
-	Requests int
-
-	// SummaryInterval is how often Start logs its counts. Zero means
-	// SimulatorSummaryIntervalDefault.
+	// SummaryInterval is how often the simulator logs its counts. Zero
+	// means SimulatorSummaryIntervalDefault; it must not be negative.
 	SummaryInterval time.Duration
-
-	// Timeout bounds each request, answer included. Zero means
-	// SimulatorTimeoutDefault.
-	Timeout time.Duration
 }
 
-// Simulator sends POST /rides to the API as one user, each request with a
-// fresh idempotency key, half of them (at random) with raise_error=true so
-// that they fail after creating their ride and leave work for the
-// completer. Like the original, it never retries: recovering is the
-// completer's job. It logs each answer, and a summary of its counts every
-// SummaryInterval.
+// withDefaults returns a copy of c (nil: the zero config) with every
+// default applied.
+func (c *SimulatorConfig) withDefaults() *SimulatorConfig {
+	var config SimulatorConfig
+	if c != nil {
+		config = *c
+	}
+	if config.Email == "" {
+		config.Email = SimulatorEmailDefault
+	}
+	if config.Interval == 0 {
+		config.Interval = SimulatorIntervalDefault
+	}
+	if config.Logger == nil {
+		config.Logger = slog.New(slog.DiscardHandler)
+	}
+	if config.SummaryInterval == 0 {
+		config.SummaryInterval = SimulatorSummaryIntervalDefault
+	}
+	return &config
+}
+
+// validate rejects a configuration the simulator cannot run with.
+func (c *SimulatorConfig) validate() error {
+	switch {
+	case c.Interval < 0:
+		//lint:ignore ST1005 the message starts with the field's name; NewSimulator prefixes it
+		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
+	case c.Rate < 0:
+		//lint:ignore ST1005 the message starts with the field's name; NewSimulator prefixes it
+		return fmt.Errorf("Rate must not be negative, got %g", c.Rate)
+	case c.SummaryInterval < 0:
+		return fmt.Errorf("SummaryInterval must not be negative, got %s", c.SummaryInterval)
+	}
+	return nil
+}
+
+// Simulator sends POST /rides to the API as one user, one request at a
+// time, each with a fresh idempotency key, half of them (at random) with
+// raise_error=true so that they fail after creating their ride and leave
+// work for the completer. Like the original, it never retries: recovering
+// is the completer's job. It logs a short line per answer, and a summary of
+// its counts every SummaryInterval. For load, use the bench.
 type Simulator struct {
-	claimed  atomic.Int64
-	client   *http.Client
-	config   SimulatorConfig
-	logger   *slog.Logger
-	ridesURL string
+	client *apiclient.Client
+	config *SimulatorConfig
+
+	// startMu guards cancel and done, set while the simulator runs.
+	startMu sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
 
 	mu       sync.Mutex
 	byStatus map[int]int
@@ -94,109 +111,101 @@ type Simulator struct {
 	sent     int
 }
 
-// NewSimulator returns a simulator. A nil config means every default; a nil
-// logger discards its log lines.
-func NewSimulator(config *SimulatorConfig, logger *slog.Logger) *Simulator {
-	var c SimulatorConfig
-	if config != nil {
-		c = *config
+// NewSimulator returns a simulator that sends its requests with client. A
+// nil config means every default.
+func NewSimulator(client *apiclient.Client, config *SimulatorConfig) (*Simulator, error) {
+	if client == nil {
+		return nil, errors.New("simulator: client must not be nil")
 	}
-	c.APIURL = cmp.Or(c.APIURL, SimulatorAPIURLDefault)
-	c.Concurrency = cmp.Or(c.Concurrency, SimulatorConcurrencyDefault)
-	c.Email = cmp.Or(c.Email, SimulatorEmailDefault)
-	c.Interval = cmp.Or(c.Interval, SimulatorIntervalDefault)
-	c.SummaryInterval = cmp.Or(c.SummaryInterval, SimulatorSummaryIntervalDefault)
-	c.Timeout = cmp.Or(c.Timeout, SimulatorTimeoutDefault)
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("simulator: %w", err)
 	}
-	return &Simulator{
-		byStatus: make(map[int]int),
-		client:   &http.Client{Timeout: c.Timeout},
-		config:   c,
-		logger:   logger,
-		ridesURL: strings.TrimSuffix(c.APIURL, "/") + rides.RequestPath,
-	}
+	return &Simulator{client: client, config: config, byStatus: make(map[int]int)}, nil
 }
 
-// Start sends requests until ctx is done, Duration has passed or Requests
-// were sent, then logs a last summary and returns. It blocks. Requests in
-// flight when it stops are let finish (within Timeout), so that they are
-// counted with their answers.
-func (s *Simulator) Start(ctx context.Context) {
-	if s.config.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.config.Duration)
-		defer cancel()
+// Start starts sending requests in a goroutine and returns. The simulator
+// runs until ctx is done or Stop is called; it logs a last summary then.
+// Starting a running simulator does nothing.
+func (s *Simulator) Start(ctx context.Context) error {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.done != nil {
+		return nil
 	}
-	var pace <-chan time.Time
-	if s.config.Rate > 0 {
-		ticker := time.NewTicker(max(time.Duration(float64(time.Second)/s.config.Rate), time.Microsecond))
-		defer ticker.Stop()
-		pace = ticker.C
-	}
-
-	var workers sync.WaitGroup
-	for range s.config.Concurrency {
-		workers.Go(func() { s.work(ctx, pace) })
-	}
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() {
-		workers.Wait()
-		close(done)
-	}()
+	s.cancel, s.done = cancel, done
 
+	pace := slog.Duration("interval", s.config.Interval)
+	if s.config.Rate > 0 {
+		pace = slog.Float64("rate", s.config.Rate)
+	}
+	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: started",
+		slog.String("api_url", s.client.BaseURL()),
+		slog.String("email", s.config.Email),
+		pace,
+		slog.Duration("summary_interval", s.config.SummaryInterval),
+	)
+	go func() {
+		defer close(done)
+		s.run(ctx)
+		s.config.Logger.InfoContext(ctx, "simulator: stopped")
+	}()
+	return nil
+}
+
+// Stop stops the simulator and waits for it: the request in flight is let
+// finish (within the client's timeout), so that it is counted with its
+// answer. It is safe to call when the simulator is not running.
+func (s *Simulator) Stop() {
+	s.startMu.Lock()
+	cancel, done := s.cancel, s.done
+	s.cancel, s.done = nil, nil
+	s.startMu.Unlock()
+	if done == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// run sends requests, one at a time, until ctx is done.
+func (s *Simulator) run(ctx context.Context) {
+	next := time.NewTimer(0) // the first request at once
+	defer next.Stop()
 	summary := time.NewTicker(s.config.SummaryInterval)
 	defer summary.Stop()
 	for {
 		select {
+		case <-ctx.Done():
+			s.logSummary(ctx)
+			return
 		case <-summary.C:
 			s.logSummary(ctx)
-		case <-done:
-			s.logSummary(ctx)
-			return
+		case <-next.C:
+			start := time.Now()
+			// Errors are logged and counted by runOnce: the simulator goes on.
+			_, _ = s.runOnce(context.WithoutCancel(ctx))
+			next.Reset(s.pause(time.Since(start)))
 		}
 	}
 }
 
-// work is one worker: it sends requests, paced by pace when it is not nil
-// and by random pauses otherwise, until ctx is done or no request is left.
-func (s *Simulator) work(ctx context.Context, pace <-chan time.Time) {
-	for {
-		if pace != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-pace:
-			}
-		}
-		if ctx.Err() != nil || !s.claim() {
-			return
-		}
-		// Errors are logged and counted by runOnce: the simulator goes on.
-		_, _ = s.runOnce(context.WithoutCancel(ctx))
-		if pace == nil && !sleep(ctx, rand.N(s.config.Interval)) {
-			return
-		}
+// pause is how long to wait after a request that took took.
+func (s *Simulator) pause(took time.Duration) time.Duration {
+	if s.config.Rate > 0 {
+		return max(time.Duration(float64(time.Second)/s.config.Rate)-took, 0)
 	}
-}
-
-// claim takes one request from the budget of Requests, and reports whether
-// there was one left.
-func (s *Simulator) claim() bool {
-	return s.config.Requests == 0 || s.claimed.Add(1) <= int64(s.config.Requests)
+	return rand.N(s.config.Interval)
 }
 
 // simulatorResult is what one request got.
 type simulatorResult struct {
-	// Body is the answer's body, or its first simulatorMaxBody bytes.
-	Body string
+	*apiclient.Answer
 
 	// RaiseError is whether the request asked the API to fail on purpose.
 	RaiseError bool
-
-	// Status is the answer's HTTP status.
-	Status int
 }
 
 // runOnce sends one ride request, logs its answer and counts it. An error
@@ -204,63 +213,38 @@ type simulatorResult struct {
 func (s *Simulator) runOnce(ctx context.Context) (*simulatorResult, error) {
 	raiseError := rand.IntN(2) == 0
 	key := uuid.NewString()
-	res, err := s.send(ctx, key, raiseError)
+	start := time.Now()
+	answer, err := s.client.PostRide(ctx, &apiclient.Ride{
+		Email:          s.config.Email,
+		IdempotencyKey: key,
+		Body:           apiclient.RideForm(rides.Params{}, raiseError),
+	})
+	latency := time.Since(start)
 
 	s.mu.Lock()
 	s.sent++
 	if err != nil {
 		s.errors++
 	} else {
-		s.byStatus[res.Status]++
+		s.byStatus[answer.Status]++
 	}
 	s.mu.Unlock()
 
+	attrs := []slog.Attr{
+		slog.String("key", key[:simulatorKeyPrefix]),
+		slog.Bool("raise_error", raiseError),
+		slog.Duration("latency", latency.Round(time.Millisecond/10)),
+	}
 	if err != nil {
-		s.logger.WarnContext(ctx, "simulator: request failed",
-			slog.String("idempotency_key", key),
-			slog.Bool("raise_error", raiseError),
-			slog.String("error", err.Error()),
-		)
+		s.config.Logger.LogAttrs(ctx, slog.LevelWarn, "simulator: no answer", append(attrs, slog.String("error", err.Error()))...)
 		return nil, err
 	}
-	s.logger.InfoContext(ctx, "simulator: response",
-		slog.Int("status", res.Status),
-		slog.String("body", res.Body),
-		slog.String("idempotency_key", key),
-		slog.Bool("raise_error", raiseError),
-	)
-	return res, nil
-}
-
-// send posts one ride request and reads its answer.
-func (s *Simulator) send(ctx context.Context, key string, raiseError bool) (*simulatorResult, error) {
-	form := url.Values{
-		"origin_lat": {"0.0"},
-		"origin_lon": {"0.0"},
-		"target_lat": {"0.0"},
-		"target_lon": {"0.0"},
+	attrs = append([]slog.Attr{slog.Int("status", answer.Status)}, attrs...)
+	if answer.ProblemType != "" {
+		attrs = append(attrs, slog.String("problem", answer.ProblemType))
 	}
-	if raiseError {
-		form.Set("raise_error", "true")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ridesURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, fmt.Errorf("building request: %w", err)
-	}
-	req.Header.Set("Authorization", s.config.Email)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Idempotency-Key", key)
-
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("sending request: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, simulatorMaxBody))
-	if err != nil {
-		return nil, fmt.Errorf("reading response: %w", err)
-	}
-	return &simulatorResult{Body: strings.TrimSpace(string(body)), RaiseError: raiseError, Status: resp.StatusCode}, nil
+	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: response", attrs...)
+	return &simulatorResult{Answer: answer, RaiseError: raiseError}, nil
 }
 
 // simulatorSummary is what a simulator has counted so far.
@@ -291,5 +275,5 @@ func (s *Simulator) logSummary(ctx context.Context) {
 		attrs = append(attrs, slog.Int(fmt.Sprintf("status_%d", status), summary.ByStatus[status]))
 	}
 	attrs = append(attrs, slog.Int("errors", summary.Errors))
-	s.logger.LogAttrs(ctx, slog.LevelInfo, "simulator: summary", attrs...)
+	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: summary", attrs...)
 }

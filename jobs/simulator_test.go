@@ -3,18 +3,24 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rocketrides/rocketrides/apiclient"
+	"github.com/rocketrides/rocketrides/problem"
 )
 
 // simulatorRequest is what the test API received in one request.
 type simulatorRequest struct {
+	At             time.Time
 	Authorization  string
 	ContentType    string
 	Form           map[string][]string
@@ -23,8 +29,8 @@ type simulatorRequest struct {
 	Path           string
 }
 
-// simulatorTestAPI is an API that records its requests and answers 500 to
-// those with raise_error=true, 201 to the others.
+// simulatorTestAPI is an API that records its requests and answers 500 (an
+// internal problem) to those with raise_error=true, 201 to the others.
 type simulatorTestAPI struct {
 	// received, if not nil, gets a signal for each request.
 	received chan struct{}
@@ -40,6 +46,7 @@ func (a *simulatorTestAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	a.requests = append(a.requests, simulatorRequest{
+		At:             time.Now(),
 		Authorization:  r.Header.Get("Authorization"),
 		ContentType:    r.Header.Get("Content-Type"),
 		Form:           r.PostForm,
@@ -52,7 +59,9 @@ func (a *simulatorTestAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.received <- struct{}{}
 	}
 	if r.PostForm.Get("raise_error") == "true" {
-		http.Error(w, `{"title":"simulated failure"}`, http.StatusInternalServerError)
+		w.Header().Set("Content-Type", problem.ContentType)
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(problem.New(http.StatusInternalServerError, "internal", "simulated failure"))
 		return
 	}
 	w.WriteHeader(http.StatusCreated)
@@ -74,28 +83,64 @@ func TestSimulator(t *testing.T) {
 		logs *bytes.Buffer
 	}
 
+	newClient := func(t *testing.T, baseURL string) *apiclient.Client {
+		t.Helper()
+		client, err := apiclient.NewClient(baseURL, nil)
+		require.NoError(t, err)
+		return client
+	}
+
 	setup := func(t *testing.T, config *SimulatorConfig) (*Simulator, *testBundle) {
 		t.Helper()
-		bundle := &testBundle{api: &simulatorTestAPI{}, logs: &bytes.Buffer{}}
+		bundle := &testBundle{api: &simulatorTestAPI{received: make(chan struct{}, 1000)}, logs: &bytes.Buffer{}}
 		server := httptest.NewServer(bundle.api)
 		t.Cleanup(server.Close)
 		if config == nil {
 			config = &SimulatorConfig{}
 		}
-		config.APIURL = server.URL
-		return NewSimulator(config, slog.New(slog.NewTextHandler(bundle.logs, nil))), bundle
+		config.Logger = slog.New(slog.NewTextHandler(bundle.logs, nil))
+		simulator, err := NewSimulator(newClient(t, server.URL), config)
+		require.NoError(t, err)
+		return simulator, bundle
+	}
+
+	// logLines returns the lines the simulator logged, after it stopped.
+	logLines := func(bundle *testBundle) []string {
+		return strings.Split(strings.TrimSpace(bundle.logs.String()), "\n")
+	}
+
+	// waitRequests waits for the test API to receive n more requests.
+	waitRequests := func(t *testing.T, bundle *testBundle, n int) {
+		t.Helper()
+		for range n {
+			enqueuerWaitFor(t, bundle.api.received)
+		}
 	}
 
 	t.Run("Defaults", func(t *testing.T) {
 		t.Parallel()
-		simulator := NewSimulator(nil, nil)
-		require.Equal(t, SimulatorAPIURLDefault, simulator.config.APIURL)
-		require.Equal(t, SimulatorConcurrencyDefault, simulator.config.Concurrency)
+		simulator, err := NewSimulator(newClient(t, "http://127.0.0.1:5000"), nil)
+		require.NoError(t, err)
 		require.Equal(t, SimulatorEmailDefault, simulator.config.Email)
 		require.Equal(t, SimulatorIntervalDefault, simulator.config.Interval)
 		require.Equal(t, SimulatorSummaryIntervalDefault, simulator.config.SummaryInterval)
-		require.Equal(t, SimulatorTimeoutDefault, simulator.client.Timeout)
-		require.Equal(t, "http://127.0.0.1:5000/rides", simulator.ridesURL)
+		require.NotNil(t, simulator.config.Logger)
+		require.Zero(t, simulator.config.Rate)
+	})
+
+	t.Run("RejectsNonsense", func(t *testing.T) {
+		t.Parallel()
+		client := newClient(t, "http://127.0.0.1:5000")
+		for config, want := range map[*SimulatorConfig]string{
+			{Interval: -time.Second}:        "simulator: Interval must not be negative, got -1s",
+			{Rate: -1}:                      "simulator: Rate must not be negative, got -1",
+			{SummaryInterval: -time.Second}: "simulator: SummaryInterval must not be negative, got -1s",
+		} {
+			_, err := NewSimulator(client, config)
+			require.EqualError(t, err, want)
+		}
+		_, err := NewSimulator(nil, nil)
+		require.EqualError(t, err, "simulator: client must not be nil")
 	})
 
 	t.Run("RunOnceSendsARideRequest", func(t *testing.T) {
@@ -130,10 +175,11 @@ func TestSimulator(t *testing.T) {
 			if results[i].RaiseError {
 				want["raise_error"] = []string{"true"}
 				require.Equal(t, http.StatusInternalServerError, results[i].Status)
+				require.Equal(t, "internal", results[i].ProblemType)
 				numRaiseError++
 			} else {
 				require.Equal(t, http.StatusCreated, results[i].Status)
-				require.Equal(t, `{"message":"Payment accepted. Your pilot is on their way!"}`, results[i].Body)
+				require.Equal(t, `{"message":"Payment accepted. Your pilot is on their way!"}`, strings.TrimSpace(string(results[i].Body)))
 			}
 			require.Equal(t, want, req.Form)
 		}
@@ -145,7 +191,25 @@ func TestSimulator(t *testing.T) {
 			ByStatus: map[int]int{http.StatusCreated: numRequests - numRaiseError, http.StatusInternalServerError: numRaiseError},
 			Sent:     numRequests,
 		}, simulator.summary())
-		require.Contains(t, bundle.logs.String(), `level=INFO msg="simulator: response" status=201 body="{\"message\":\"Payment accepted. Your pilot is on their way!\"}"`)
+
+		// One short line per request: the status, the key's first
+		// characters, the latency and the problem; never the body.
+		lines := logLines(bundle)
+		require.Len(t, lines, numRequests)
+		for i, line := range lines {
+			require.Less(t, len(line), 160, "line: %s", line)
+			require.NotContains(t, line, "Payment accepted")
+			require.Contains(t, line, " key="+requests[i].IdempotencyKey[:8]+" ")
+			require.Contains(t, line, " latency=")
+			if results[i].RaiseError {
+				require.Contains(t, line, `level=INFO msg="simulator: response" status=500`)
+				require.Contains(t, line, "raise_error=true")
+				require.Contains(t, line, "problem=internal")
+			} else {
+				require.Contains(t, line, `level=INFO msg="simulator: response" status=201`)
+				require.NotContains(t, line, "problem=")
+			}
+		}
 	})
 
 	t.Run("RunOnceCountsAnErrorWithoutAnswer", func(t *testing.T) {
@@ -153,22 +217,25 @@ func TestSimulator(t *testing.T) {
 		server := httptest.NewServer(http.NotFoundHandler())
 		server.Close() // nothing listens there any more
 		var logs bytes.Buffer
-		simulator := NewSimulator(&SimulatorConfig{APIURL: server.URL}, slog.New(slog.NewTextHandler(&logs, nil)))
+		simulator, err := NewSimulator(newClient(t, server.URL), &SimulatorConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.NoError(t, err)
 
-		_, err := simulator.runOnce(ctx)
+		_, err = simulator.runOnce(ctx)
 		require.Error(t, err)
 		require.Equal(t, &simulatorSummary{ByStatus: map[int]int{}, Errors: 1, Sent: 1}, simulator.summary())
-		require.Contains(t, logs.String(), `level=WARN msg="simulator: request failed"`)
+		require.Contains(t, logs.String(), `level=WARN msg="simulator: no answer"`)
 	})
 
 	t.Run("StartSendsRequestsThenStops", func(t *testing.T) {
 		t.Parallel()
-		simulator, bundle := setup(t, &SimulatorConfig{Concurrency: 3, Interval: time.Millisecond, Requests: 10})
+		simulator, bundle := setup(t, &SimulatorConfig{Interval: time.Millisecond})
 
-		simulator.Start(ctx)
+		require.NoError(t, simulator.Start(ctx))
+		waitRequests(t, bundle, 10)
+		simulator.Stop()
 
 		requests := bundle.api.Requests()
-		require.Len(t, requests, 10)
+		require.GreaterOrEqual(t, len(requests), 10)
 		keys := make(map[string]bool)
 		numRaiseError := 0
 		for _, req := range requests {
@@ -177,60 +244,87 @@ func TestSimulator(t *testing.T) {
 				numRaiseError++
 			}
 		}
-		require.Len(t, keys, 10)
+		require.Len(t, keys, len(requests))
 
+		// Every request sent got its answer: none was cut off.
 		summary := simulator.summary()
 		require.Equal(t, &simulatorSummary{
-			ByStatus: map[int]int{http.StatusCreated: 10 - numRaiseError, http.StatusInternalServerError: numRaiseError},
-			Sent:     10,
+			ByStatus: map[int]int{http.StatusCreated: len(requests) - numRaiseError, http.StatusInternalServerError: numRaiseError},
+			Sent:     len(requests),
 		}, summary)
-		// Start's last line is the summary, statuses that never came left
-		// out.
-		lines := bytes.Split(bytes.TrimSpace(bundle.logs.Bytes()), []byte("\n"))
-		last := string(lines[len(lines)-1])
-		require.Contains(t, last, `level=INFO msg="simulator: summary" sent=10`)
+		// One line with the settings first; the last summary, statuses that
+		// never came left out, then one line when stopped.
+		lines := logLines(bundle)
+		require.Equal(t, `level=INFO msg="simulator: started" api_url=`+simulator.client.BaseURL()+
+			` email=user@example.com interval=1ms summary_interval=10s`, lines[0][strings.Index(lines[0], "level="):])
+		last := lines[len(lines)-2]
+		require.Contains(t, last, `level=INFO msg="simulator: summary" sent=`)
 		require.Contains(t, last, "errors=0")
 		if numRaiseError > 0 {
 			require.Contains(t, last, "status_500=")
 		}
+		require.Contains(t, lines[len(lines)-1], `level=INFO msg="simulator: stopped"`)
 	})
 
 	t.Run("StartAtARate", func(t *testing.T) {
 		t.Parallel()
-		simulator, bundle := setup(t, &SimulatorConfig{Concurrency: 2, Rate: 1000, Requests: 5})
+		simulator, bundle := setup(t, &SimulatorConfig{Interval: time.Hour, Rate: 50})
 
-		simulator.Start(ctx)
+		require.NoError(t, simulator.Start(ctx))
+		waitRequests(t, bundle, 5)
+		simulator.Stop()
 
-		require.Len(t, bundle.api.Requests(), 5)
-		require.Equal(t, 5, simulator.summary().Sent)
+		// A request every 20ms, not the random pauses of up to an hour: the
+		// first one arrives late, after its connection is made.
+		requests := bundle.api.Requests()
+		require.GreaterOrEqual(t, len(requests), 5)
+		require.Equal(t, len(requests), simulator.summary().Sent)
+		require.GreaterOrEqual(t, requests[4].At.Sub(requests[1].At), 3*20*time.Millisecond-5*time.Millisecond)
+		require.Contains(t, bundle.logs.String(), `msg="simulator: started" api_url=`+simulator.client.BaseURL()+
+			` email=user@example.com rate=50 summary_interval=10s`)
 	})
 
 	t.Run("StartStopsWhenCancelled", func(t *testing.T) {
 		t.Parallel()
 		simulator, bundle := setup(t, &SimulatorConfig{Interval: time.Millisecond})
-		bundle.api.received = make(chan struct{}, 1000)
 		startCtx, cancel := context.WithCancel(ctx)
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			simulator.Start(startCtx)
-		}()
 
-		enqueuerWaitFor(t, bundle.api.received)
+		require.NoError(t, simulator.Start(startCtx))
+		done := simulator.done
+		waitRequests(t, bundle, 1)
 		cancel()
-		enqueuerWaitFor(t, stopped)
+		enqueuerWaitFor(t, done)
 
 		// Every request sent got its answer: none was cut off.
 		summary := simulator.summary()
 		require.Positive(t, summary.Sent)
 		require.Zero(t, summary.Errors)
 		require.Len(t, bundle.api.Requests(), summary.Sent)
+		simulator.Stop() // returns at once: it has stopped
 	})
 
-	t.Run("StartStopsAfterDuration", func(t *testing.T) {
+	t.Run("StartStopsWhenItsContextTimesOut", func(t *testing.T) {
 		t.Parallel()
-		simulator, _ := setup(t, &SimulatorConfig{Duration: 10 * time.Millisecond, Interval: time.Millisecond})
+		simulator, _ := setup(t, &SimulatorConfig{Interval: time.Millisecond})
+		startCtx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
 
-		simulator.Start(ctx) // returns: the test would time out otherwise
+		require.NoError(t, simulator.Start(startCtx))
+		enqueuerWaitFor(t, simulator.done) // closes: the test would time out otherwise
+	})
+
+	t.Run("StopWhenNotStartedAndStartTwice", func(t *testing.T) {
+		t.Parallel()
+		simulator, bundle := setup(t, &SimulatorConfig{Interval: time.Millisecond})
+		simulator.Stop() // not started: nothing to do
+
+		require.NoError(t, simulator.Start(ctx))
+		require.NoError(t, simulator.Start(ctx)) // running: nothing to do
+		waitRequests(t, bundle, 1)
+		simulator.Stop()
+		simulator.Stop()
+
+		require.Equal(t, 1, strings.Count(bundle.logs.String(), `msg="simulator: started"`))
+		require.Equal(t, 1, strings.Count(bundle.logs.String(), `msg="simulator: stopped"`))
 	})
 }

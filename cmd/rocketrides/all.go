@@ -64,9 +64,14 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 		"reaper":    c.reaper(pool, m, g.logger("reaper")).Start,
 	}
 	if !c.NoSimulator {
+		simulator, err := c.simulator("http://"+c.addr(), 0, g.logger("simulator"))
+		if err != nil {
+			return err
+		}
 		services["simulator"] = func(ctx context.Context) {
-			if waitHealthy(ctx, "http://"+c.addr()+"/healthz") {
-				c.simulator("http://"+c.addr(), g.logger("simulator")).Start(ctx)
+			if waitHealthy(ctx, "http://"+c.addr()+"/healthz") && simulator.Start(ctx) == nil {
+				<-ctx.Done()
+				simulator.Stop()
 			}
 		}
 	}

@@ -1,0 +1,270 @@
+// Package apiclient is a small Go client of the rocket-rides HTTP API: it
+// builds and sends POST /rides with the original's headers (Authorization
+// and Idempotency-Key), a form or JSON body and raise_error when asked, and
+// reads the answer: its status, problem type, replay marker and ride.
+//
+// The simulator, the bench, the chaos run and the API's tests all build
+// their requests here, so that they send what a real client sends.
+package apiclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rocketrides/rocketrides/problem"
+	"github.com/rocketrides/rocketrides/rides"
+)
+
+// Content types of a POST /rides body.
+const (
+	ContentTypeForm = "application/x-www-form-urlencoded"
+	ContentTypeJSON = "application/json"
+)
+
+// HeaderIdempotentReplayed is the header, set to "true", that marks an
+// answer replayed from a finished key, as Stripe does.
+const HeaderIdempotentReplayed = "Idempotent-Replayed"
+
+// maxBody is how much of an answer's body the client reads: the API's
+// answers are a few hundred bytes.
+const maxBody = 64 << 10
+
+// Defaults of ClientConfig.
+const (
+	ClientTimeoutDefault = 30 * time.Second
+)
+
+// ClientConfig configures a Client. Zero fields take their defaults.
+type ClientConfig struct {
+	// HTTPClient sends the requests. Nil means http.DefaultClient's
+	// transport; a caller that needs a pool of its own (the bench) passes
+	// one.
+	HTTPClient *http.Client
+
+	// Timeout bounds each request, its answer read included. Zero means
+	// ClientTimeoutDefault; it must not be negative.
+	Timeout time.Duration
+}
+
+// withDefaults returns a copy of c (nil: the zero config) with every
+// default applied.
+func (c *ClientConfig) withDefaults() *ClientConfig {
+	var config ClientConfig
+	if c != nil {
+		config = *c
+	}
+	if config.HTTPClient == nil {
+		config.HTTPClient = &http.Client{}
+	}
+	if config.Timeout == 0 {
+		config.Timeout = ClientTimeoutDefault
+	}
+	return &config
+}
+
+// validate rejects a configuration the client cannot run with.
+func (c *ClientConfig) validate() error {
+	if c.Timeout < 0 {
+		//lint:ignore ST1005 the message starts with the field's name; NewClient prefixes it
+		return fmt.Errorf("Timeout must not be negative, got %s", c.Timeout)
+	}
+	return nil
+}
+
+// Client sends POST /rides to one API. It is safe for concurrent use.
+type Client struct {
+	baseURL string
+	config  *ClientConfig
+}
+
+// NewClient returns a client of the API at baseURL, such as
+// "http://127.0.0.1:5000". A nil config means every default.
+func NewClient(baseURL string, config *ClientConfig) (*Client, error) {
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("apiclient: %w", err)
+	}
+	parsed, err := url.Parse(baseURL)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		return nil, fmt.Errorf("apiclient: base URL must be an absolute http or https URL, got %q", baseURL)
+	}
+	return &Client{baseURL: baseURL, config: config}, nil
+}
+
+// BaseURL is the API's base URL, as given to NewClient.
+func (c *Client) BaseURL() string {
+	return c.baseURL
+}
+
+// CloseIdleConnections closes the client's idle keep-alive connections.
+func (c *Client) CloseIdleConnections() {
+	c.config.HTTPClient.CloseIdleConnections()
+}
+
+// PostRide sends ride and reads the answer. Any answer, an error status
+// included, is an Answer; the error is for no answer (connection refused,
+// timeout, cancelled, the API gone while answering).
+func (c *Client) PostRide(ctx context.Context, ride *Ride) (*Answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.config.Timeout)
+	defer cancel()
+	req, err := NewRequest(ctx, c.baseURL, ride)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.config.HTTPClient.Do(req)
+	if err != nil {
+		// The error without the method and URL that net/http adds, which
+		// every caller knows: short enough for a log line.
+		if urlErr, ok := errors.AsType[*url.Error](err); ok {
+			err = urlErr.Err
+		}
+		return nil, fmt.Errorf("posting ride: %w", err)
+	}
+	defer resp.Body.Close()
+	return readAnswer(resp)
+}
+
+// Ride is one POST /rides request.
+type Ride struct {
+	// Email is the user the request authenticates as: the original's
+	// clients send it as the Authorization header. Empty leaves the header
+	// out.
+	Email string
+
+	// IdempotencyKey is sent as the Idempotency-Key header. Empty leaves
+	// the header out.
+	IdempotencyKey string
+
+	// Body is the request's body: RideForm or RideJSON, or any other for a
+	// test of bad input.
+	Body Body
+}
+
+// Body is a request body and its content type.
+type Body struct {
+	// ContentType is sent as the Content-Type header. Empty leaves the
+	// header out.
+	ContentType string
+
+	Data string
+}
+
+// Form is values form-encoded, for a caller that writes the parameters
+// itself (a test of bad input, a parameter written differently).
+func Form(values url.Values) Body {
+	return Body{ContentType: ContentTypeForm, Data: values.Encode()}
+}
+
+// RideForm is params form-encoded as the original's clients send them
+// (origin_lat=0.0&...), with raise_error=true if raiseError: the API then
+// fails on purpose after creating the ride.
+func RideForm(params rides.Params, raiseError bool) Body {
+	values := url.Values{
+		"origin_lat": {formatCoordinate(params.OriginLat)},
+		"origin_lon": {formatCoordinate(params.OriginLon)},
+		"target_lat": {formatCoordinate(params.TargetLat)},
+		"target_lon": {formatCoordinate(params.TargetLon)},
+	}
+	if raiseError {
+		values.Set("raise_error", "true")
+	}
+	return Form(values)
+}
+
+// RideJSON is params as a JSON object, with "raise_error": true if
+// raiseError.
+func RideJSON(params rides.Params, raiseError bool) Body {
+	body := struct {
+		rides.Params
+		RaiseError bool `json:"raise_error,omitempty"`
+	}{params, raiseError}
+	data, err := json.Marshal(body)
+	if err != nil {
+		panic(err) // four floats and a bool always encode
+	}
+	return Body{ContentType: ContentTypeJSON, Data: string(data)}
+}
+
+// formatCoordinate writes v as the shortest decimal that reads back as v,
+// with a decimal point as Ruby writes floats: 0.0, 37.7749.
+func formatCoordinate(v float64) string {
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// NewRequest builds ride as a POST /rides to the API at baseURL. The API's
+// tests serve it in process; Client.PostRide sends it.
+func NewRequest(ctx context.Context, baseURL string, ride *Ride) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		strings.TrimSuffix(baseURL, "/")+rides.RequestPath, strings.NewReader(ride.Body.Data))
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	if ride.Email != "" {
+		req.Header.Set("Authorization", ride.Email)
+	}
+	if ride.IdempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", ride.IdempotencyKey)
+	}
+	if ride.Body.ContentType != "" {
+		req.Header.Set("Content-Type", ride.Body.ContentType)
+	}
+	return req, nil
+}
+
+// Answer is the API's answer to a POST /rides.
+type Answer struct {
+	// Body is the answer's body (its first 64 KiB).
+	Body []byte
+
+	// ProblemType is an error answer's problem type without
+	// problem.TypeBase, such as "card-declined"; empty for a success or a
+	// body that is no problem.
+	ProblemType string
+
+	// Replayed reports that the answer was stored by an earlier request
+	// with the same key (the Idempotent-Replayed header).
+	Replayed bool
+
+	// Ride is a 201's ride, nil for any other answer.
+	Ride *rides.RideBody
+
+	// Status is the HTTP status.
+	Status int
+}
+
+// readAnswer reads resp's body and parses what it says.
+func readAnswer(resp *http.Response) (*Answer, error) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer: %w", err)
+	}
+	answer := &Answer{
+		Body:     body,
+		Replayed: resp.Header.Get(HeaderIdempotentReplayed) == "true",
+		Status:   resp.StatusCode,
+	}
+	if resp.StatusCode == http.StatusCreated {
+		var created rides.CreatedBody
+		if json.Unmarshal(body, &created) == nil {
+			answer.Ride = created.Ride
+		}
+		return answer, nil
+	}
+	var details problem.Details
+	if json.Unmarshal(body, &details) == nil && strings.HasPrefix(details.Type, problem.TypeBase) {
+		answer.ProblemType = strings.TrimPrefix(details.Type, problem.TypeBase)
+	}
+	return answer, nil
+}
