@@ -80,7 +80,9 @@ func TestServerRiverUIInBrowser(t *testing.T) {
 
 	screenshot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
 	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "riverui-jobs.png")
+	// A temporary directory, removed after the test, unless go test runs
+	// with -artifacts: then it is kept under -outputdir.
+	path := filepath.Join(t.ArtifactDir(), "riverui-jobs.png")
 	require.NoError(t, os.WriteFile(path, screenshot, 0o600))
 	t.Logf("screenshot: %s", path)
 }
