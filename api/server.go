@@ -43,7 +43,9 @@ type Config struct {
 	// Logger receives a line per request and every unexpected error.
 	Logger *slog.Logger
 
-	// Metrics, if set, records each request. Nil records nothing.
+	// Metrics, if set, records each request. Nil records nothing. The
+	// server does not serve them: the operator's listener (package admin)
+	// does, off the public port.
 	Metrics *metrics.Metrics
 
 	// Ready reports whether the service can take requests (the database
@@ -82,9 +84,6 @@ func NewServer(creator *rides.Creator, config Config) *Server {
 	s.echo.OPTIONS(rides.RequestPath, methodNotAllowed) // not Echo's 204
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
-	if config.Metrics != nil {
-		s.echo.GET("/metrics", echo.WrapHandler(config.Metrics.Handler()))
-	}
 	return s
 }
 

@@ -15,6 +15,7 @@ import (
 )
 
 type allCmd struct {
+	adminFlags
 	apiFlags
 	completerFlags
 	enqueuerFlags
@@ -52,6 +53,11 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("starting River: %w", err)
 	}
 	defer stopRiver(river, g.logger("worker"))
+	adminServer, err := c.startAdmin(ctx, river, m, g.logger("admin"))
+	if err != nil {
+		return err
+	}
+	defer adminServer.Stop()
 
 	group, ctx := errgroup.WithContext(ctx)
 	group.Go(func() error {

@@ -6,10 +6,12 @@ import (
 	"strconv"
 
 	"github.com/rocketrides/rocketrides/api"
+	"github.com/rocketrides/rocketrides/jobs"
 	"github.com/rocketrides/rocketrides/metrics"
 )
 
 type apiCmd struct {
+	adminFlags
 	apiFlags
 	phaseFlags
 	stripeFlags
@@ -39,6 +41,16 @@ func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	// Insert-only (no workers): River UI's view of the jobs.
+	riverClient, err := jobs.NewRiverClient(pool, nil, logger)
+	if err != nil {
+		return err
+	}
+	adminServer, err := c.startAdmin(ctx, riverClient, m, logger)
+	if err != nil {
+		return err
+	}
+	defer adminServer.Stop()
 	server := api.NewServer(creator, api.Config{Logger: logger, Metrics: m, Ready: pool.Ping})
 	return api.Serve(ctx, c.addr(), server, logger)
 }

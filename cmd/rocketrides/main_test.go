@@ -84,13 +84,47 @@ func TestBinary(t *testing.T) {
 		require.Equal(t, 1, strings.Count(strings.TrimSpace(out), "\n")+1, "one line: %s", out)
 	})
 
+	// api serves River UI and the metrics on the operator's listener, with
+	// a River client of its own, and not on the public port.
+	t.Run("APIServesAdmin", func(t *testing.T) {
+		t.Parallel()
+		databaseURL := dbtest.NewDatabaseURL(t)
+		port := freePort(t)
+		adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		var output bytes.Buffer
+		cmd := exec.Command(binary, "api", "--api-port", strconv.Itoa(port), "--admin-port", adminAddr)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL, "STRIPE_API_KEY=")
+		cmd.Stdout, cmd.Stderr = &output, &output
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.True(t, waitHealthy(ctx, "http://127.0.0.1:"+strconv.Itoa(port)+"/healthz"), "api did not become healthy: %s", &output)
+		status, body := httpGet("http://" + adminAddr + "/riverui/api/jobs?state=available")
+		require.Equal(t, http.StatusOK, status, body)
+		require.JSONEq(t, `{"data":[]}`, body)
+		status, body = httpGet("http://" + adminAddr + "/metrics")
+		require.Equal(t, http.StatusOK, status)
+		require.Contains(t, body, "rocketrides_api_requests_total")
+		status, _ = httpGet("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+		require.Equal(t, http.StatusNotFound, status, "metrics are not on the public API")
+
+		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+		require.NoError(t, cmd.Wait(), "api exited with an error: %s", &output)
+		require.Regexp(t, `msg="admin: started" .*river_ui=http://`+regexp.QuoteMeta(adminAddr)+`/riverui/`, output.String())
+		require.Contains(t, output.String(), "admin: stopped")
+	})
+
 	// all starts every process, serves, and stops cleanly on SIGINT.
 	t.Run("AllStartsAndStops", func(t *testing.T) {
 		t.Parallel()
 		databaseURL := dbtest.NewDatabaseURL(t)
 		port := freePort(t)
+		adminURL := "http://127.0.0.1:" + strconv.Itoa(freePort(t))
 		var output bytes.Buffer
-		cmd := exec.Command(binary, "all", "--api-port", strconv.Itoa(port), "--simulator-interval", "100ms", "--completer-interval", "100ms")
+		cmd := exec.Command(binary, "all", "--api-port", strconv.Itoa(port), "--admin-port", strings.TrimPrefix(adminURL, "http://"),
+			"--simulator-interval", "100ms", "--completer-interval", "100ms")
 		cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL, "STRIPE_API_KEY=")
 		cmd.Stdout, cmd.Stderr = &output, &output
 		require.NoError(t, cmd.Start())
@@ -102,14 +136,17 @@ func TestBinary(t *testing.T) {
 		// Let the simulator's requests reach the enqueuer and River.
 		receiptSent := regexp.MustCompile(`(?m)^rocketrides_receipts_sent_total [1-9]`)
 		require.Eventually(t, func() bool {
-			response, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
-			if err != nil {
-				return false
-			}
-			defer response.Body.Close()
-			body, err := io.ReadAll(response.Body)
-			return err == nil && receiptSent.Match(body)
+			status, body := httpGet(adminURL + "/metrics")
+			return status == http.StatusOK && receiptSent.Match([]byte(body))
 		}, 20*time.Second, 100*time.Millisecond, "a receipt is sent")
+		// River UI, on the same River client, shows the receipt River worked.
+		// River records a job completed shortly after its worker returns.
+		require.Eventually(t, func() bool {
+			status, body := httpGet(adminURL + "/riverui/api/jobs?state=completed")
+			return status == http.StatusOK && strings.Contains(body, `"kind":"send_ride_receipt"`)
+		}, 10*time.Second, 100*time.Millisecond, "River UI lists a completed receipt")
+		status, _ := httpGet("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+		require.Equal(t, http.StatusNotFound, status, "metrics are not on the public API")
 
 		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 		exited := make(chan error, 1)
@@ -121,8 +158,23 @@ func TestBinary(t *testing.T) {
 			t.Fatal("all did not stop within 15s of SIGINT")
 		}
 		require.Contains(t, output.String(), "api: shutting down")
-		for _, process := range []string{"completer", "enqueuer", "reaper", "simulator"} {
+		for _, process := range []string{"admin", "completer", "enqueuer", "reaper", "simulator"} {
 			require.Contains(t, output.String(), process+": stopped", "process %s", process)
 		}
 	})
+}
+
+// httpGet returns the status and body of a GET of url; status 0 if it
+// could not be sent.
+func httpGet(url string) (int, string) {
+	response, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer response.Body.Close()
+	body, err := io.ReadAll(response.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return response.StatusCode, string(body)
 }
