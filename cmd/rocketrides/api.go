@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/rocketrides/rocketrides/api"
-	"github.com/rocketrides/rocketrides/metrics"
 )
 
 type apiCmd struct {
@@ -27,18 +26,26 @@ func (f *apiFlags) addr() string {
 	return net.JoinHostPort(f.APIHost, strconv.Itoa(f.APIPort))
 }
 
+// Run serves the API until ctx is done. With the built-in Stripe fake it
+// first seeds the demo users in it.
 func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger("api")
-	pool, err := g.pool(ctx, c.DBMaxConns)
+	stripe, fake, err := newStripe(ctx, g, &c.stripeFlags)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	m := metrics.New()
-	creator, err := newCreator(ctx, g, pool, &c.phaseFlags, &c.stripeFlags, false, m, logger)
+	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "api", phase: &c.phaseFlags, stripe: stripe})
 	if err != nil {
 		return err
 	}
-	server := api.NewServer(creator, api.Config{Logger: logger, Metrics: m, Ready: pool.Ping})
-	return api.Serve(ctx, c.addr(), server, logger)
+	defer p.close()
+	if fake {
+		if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
+			return err
+		}
+	}
+	server, err := api.NewServer(p.creator, &api.ServerConfig{Logger: p.logger, Metrics: p.metrics, Ready: p.pool.Ping})
+	if err != nil {
+		return err
+	}
+	return api.Serve(ctx, c.addr(), server, p.logger)
 }
