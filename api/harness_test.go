@@ -21,6 +21,7 @@ import (
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/problem"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -68,8 +69,7 @@ func setup(t *testing.T, opts *setupOpts) *testBundle {
 		exec = db.Savepoint{Tx: dbtest.Tx(ctx, t)}
 	}
 	fake, baseURL := newFake(t, opts.wrapStripe)
-	stripe, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: baseURL, APIKey: stripefaketest.APIKey})
-	require.NoError(t, err)
+	stripe := ridestest.NewStripe(t, baseURL)
 	return &testBundle{
 		declined: newUser(t, exec, stripe, "tok_chargeCustomerFail"),
 		exec:     exec,

@@ -94,6 +94,7 @@ func (c *EngineConfig) withDefaults() *EngineConfig {
 func (c *EngineConfig) validate() error {
 	switch {
 	case c.Isolation != pgx.ReadCommitted && c.Isolation != pgx.Serializable:
+		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("Isolation must be read committed or serializable, got %q", c.Isolation)
 	case c.LockTimeout < 0:
 		return fmt.Errorf("LockTimeout must not be negative, got %s", c.LockTimeout)

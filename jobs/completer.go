@@ -114,8 +114,10 @@ func (c *CompleterConfig) validate() error {
 	case c.BatchSize < 1 || c.BatchSize > math.MaxInt32:
 		return fmt.Errorf("BatchSize must be between 1 and %d, got %d", math.MaxInt32, c.BatchSize)
 	case c.Grace < 0:
+		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("Grace must not be negative, got %s", c.Grace)
 	case c.Interval < 0:
+		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
 	case c.LastRunThreshold < 0:
 		return fmt.Errorf("LastRunThreshold must not be negative, got %s", c.LastRunThreshold)

@@ -20,6 +20,7 @@ import (
 	"github.com/rocketrides/rocketrides/db/testfactory"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -42,7 +43,7 @@ func TestCompleter(t *testing.T) {
 		t.Helper()
 		tx := dbtest.Tx(ctx, t)
 		fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-		stripe := completerStripe(t, baseURL)
+		stripe := ridestest.NewStripe(t, baseURL)
 		bundle := &testBundle{
 			fake:   fake,
 			now:    completerDBNow(ctx, t, tx),
@@ -50,7 +51,7 @@ func TestCompleter(t *testing.T) {
 			tx:     tx,
 			user:   completerUser(ctx, t, tx, stripe, "tok_visa"),
 		}
-		completer := completerNew(t, tx, completerCreator(t, db.Savepoint{Tx: tx}, stripe), &CompleterConfig{
+		completer := completerNew(t, tx, ridestest.NewCreator(t, db.Savepoint{Tx: tx}, nil, stripe), &CompleterConfig{
 			Logger:      completerTestLogger(t),
 			OutcomeFunc: func(outcome string) { bundle.outcomes = append(bundle.outcomes, outcome) },
 		})
@@ -75,7 +76,7 @@ func TestCompleter(t *testing.T) {
 
 	t.Run("Defaults", func(t *testing.T) {
 		t.Parallel()
-		completer := completerNew(t, nil, completerCreator(t, nil, nil), nil)
+		completer := completerNew(t, nil, ridestest.NewCreator(t, nil, nil, nil), nil)
 		require.Equal(t, CompleterBatchSizeDefault, completer.config.BatchSize)
 		require.Equal(t, CompleterGraceDefault, completer.config.Grace)
 		require.Equal(t, CompleterIntervalDefault, completer.config.Interval)
@@ -96,7 +97,7 @@ func TestCompleter(t *testing.T) {
 
 	t.Run("RejectsNonsense", func(t *testing.T) {
 		t.Parallel()
-		creator := completerCreator(t, nil, nil)
+		creator := ridestest.NewCreator(t, nil, nil, nil)
 		for _, tt := range []struct {
 			config *CompleterConfig
 			want   string
@@ -278,7 +279,7 @@ func TestCompleter(t *testing.T) {
 		// The completer of setup reports into bundle.outcomes; this one
 		// signals the test, which must not use tx until Start is done.
 		driven := make(chan string, 1)
-		completer := completerNew(t, bundle.tx, completerCreator(t, db.Savepoint{Tx: bundle.tx}, bundle.stripe), &CompleterConfig{
+		completer := completerNew(t, bundle.tx, ridestest.NewCreator(t, db.Savepoint{Tx: bundle.tx}, nil, bundle.stripe), &CompleterConfig{
 			Interval:    time.Hour, // after its one key the completer sleeps until cancelled
 			Logger:      completerTestLogger(t),
 			OutcomeFunc: func(outcome string) { driven <- outcome },
@@ -332,7 +333,7 @@ func TestCompleterConcurrent(t *testing.T) {
 
 	pool := dbtest.NewDatabase(t)
 	fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-	stripe := completerStripe(t, baseURL)
+	stripe := ridestest.NewStripe(t, baseURL)
 	user := completerUser(ctx, t, pool, stripe, "tok_visa")
 	now := completerDBNow(ctx, t, pool)
 	keyIDs := make(map[string]bool, numKeys)
@@ -344,7 +345,7 @@ func TestCompleterConcurrent(t *testing.T) {
 		keyIDs[strconv.FormatInt(key.ID, 10)] = true
 	}
 
-	creator := completerCreator(t, pool, stripe)
+	creator := ridestest.NewCreator(t, pool, nil, stripe)
 	completers := []*Completer{
 		completerNew(t, pool, creator, &CompleterConfig{Logger: completerTestLogger(t)}),
 		completerNew(t, pool, creator, &CompleterConfig{Logger: completerTestLogger(t)}),
@@ -394,24 +395,6 @@ func completerNew(t *testing.T, exec db.DBTX, creator *rides.Creator, config *Co
 	completer, err := NewCompleter(exec, creator, config)
 	require.NoError(t, err)
 	return completer
-}
-
-// completerCreator returns a ride creator with every default on exec.
-func completerCreator(t *testing.T, exec db.Executor, stripe *stripeclient.Client) *rides.Creator {
-	t.Helper()
-	engine, err := idempotency.NewEngine(exec, nil)
-	require.NoError(t, err)
-	creator, err := rides.NewCreator(exec, engine, stripe, nil)
-	require.NoError(t, err)
-	return creator
-}
-
-// completerStripe returns a Stripe client of the fake at baseURL.
-func completerStripe(t *testing.T, baseURL string) *stripeclient.Client {
-	t.Helper()
-	client, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: baseURL, APIKey: stripefaketest.APIKey})
-	require.NoError(t, err)
-	return client
 }
 
 // completerUser inserts a user whose Stripe customer, created in the fake,

@@ -67,8 +67,10 @@ func (c *ReaperConfig) validate() error {
 	case c.BatchSize < 1 || c.BatchSize > math.MaxInt32:
 		return fmt.Errorf("BatchSize must be between 1 and %d, got %d", math.MaxInt32, c.BatchSize)
 	case c.Horizon < 0:
+		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("Horizon must not be negative, got %s", c.Horizon)
 	case c.Interval < 0:
+		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
 	case c.QueryTimeout < 0:
 		return fmt.Errorf("QueryTimeout must not be negative, got %s", c.QueryTimeout)

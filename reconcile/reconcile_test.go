@@ -24,6 +24,7 @@ import (
 	"github.com/rocketrides/rocketrides/db/testfactory"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -45,7 +46,7 @@ func TestReconciler(t *testing.T) {
 		t.Helper()
 		tx := dbtest.Tx(ctx, t)
 		fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{Logger: slog.New(slog.DiscardHandler)})
-		stripe := newStripe(t, baseURL)
+		stripe := ridestest.NewStripe(t, baseURL)
 		bundle := &testBundle{
 			declining: newUser(ctx, t, tx, stripe, "tok_chargeCustomerFail"),
 			fake:      fake,
@@ -206,10 +207,7 @@ func TestReconciler(t *testing.T) {
 		t.Parallel()
 		reconciler, bundle := setup(t)
 		exec := db.Savepoint{Tx: bundle.tx}
-		engine, err := idempotency.NewEngine(exec, nil)
-		require.NoError(t, err)
-		creator, err := rides.NewCreator(exec, engine, bundle.stripe, nil)
-		require.NoError(t, err)
+		creator := ridestest.NewCreator(t, exec, nil, bundle.stripe)
 		create := func(user *db.User, raiseError bool) error {
 			_, err := creator.Create(ctx, &rides.Request{
 				IdempotencyKey: testfactory.KeyValue(),
@@ -452,7 +450,7 @@ func TestReconciler(t *testing.T) {
 		_, bundle := setup(t)
 		server := httptest.NewServer(http.NotFoundHandler())
 		server.Close()
-		stripe := newStripe(t, server.URL)
+		stripe := ridestest.NewStripe(t, server.URL)
 
 		_, err := newReconciler(t, bundle.tx, stripe, nil).Run(ctx)
 		require.ErrorContains(t, err, "reconciling Stripe charges")
@@ -526,12 +524,4 @@ func newReconciler(t *testing.T, exec db.DBTX, stripe *stripeclient.Client, conf
 	reconciler, err := NewReconciler(exec, stripe, config)
 	require.NoError(t, err)
 	return reconciler
-}
-
-// newStripe returns a Stripe client of the Stripe at baseURL.
-func newStripe(t *testing.T, baseURL string) *stripeclient.Client {
-	t.Helper()
-	client, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: baseURL, APIKey: stripefaketest.APIKey})
-	require.NoError(t, err)
-	return client
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/jobs"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -131,15 +132,15 @@ func setupCrash(t *testing.T, point *crashPoint, isolation pgx.TxIsoLevel, crash
 	ctx := context.Background()
 	pool := dbtest.NewDatabase(t)
 	fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-	stripe := newStripe(t, baseURL)
+	stripe := ridestest.NewStripe(t, baseURL)
 	email := "rider-" + testfactory.KeyValue() + "@example.com"
 	customerID, err := stripe.CustomerCreate(ctx, email, "tok_visa")
 	require.NoError(t, err)
 	return &crashBundle{
-		crashed:    newCreator(t, pool, &idempotency.EngineConfig{Hooks: point.hooks(fake, crash), Isolation: isolation}, stripe),
+		crashed:    ridestest.NewCreator(t, pool, &idempotency.EngineConfig{Hooks: point.hooks(fake, crash), Isolation: isolation}, stripe),
 		fake:       fake,
 		pool:       pool,
-		recovering: newCreator(t, pool, &idempotency.EngineConfig{Isolation: isolation}, stripe),
+		recovering: ridestest.NewCreator(t, pool, &idempotency.EngineConfig{Isolation: isolation}, stripe),
 		stripe:     stripe,
 		user:       testfactory.User(ctx, t, pool, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID}),
 	}

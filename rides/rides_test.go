@@ -16,7 +16,7 @@ import (
 	"github.com/rocketrides/rocketrides/db/testfactory"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/rides"
-	"github.com/rocketrides/rocketrides/stripeclient"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
 )
@@ -33,12 +33,12 @@ func setup(t *testing.T, engineConfig *idempotency.EngineConfig) *testBundle {
 	ctx := context.Background()
 	exec := db.Savepoint{Tx: dbtest.Tx(ctx, t)}
 	fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-	stripe := newStripe(t, baseURL)
+	stripe := ridestest.NewStripe(t, baseURL)
 	email := "rider-" + testfactory.KeyValue() + "@example.com"
 	customerID, err := stripe.CustomerCreate(ctx, email, "tok_visa")
 	require.NoError(t, err)
 	return &testBundle{
-		creator: newCreator(t, exec, engineConfig, stripe),
+		creator: ridestest.NewCreator(t, exec, engineConfig, stripe),
 		exec:    exec,
 		fake:    fake,
 		user:    testfactory.User(ctx, t, exec, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID}),
@@ -171,25 +171,6 @@ func keyOf(t *testing.T, bundle *testBundle, value string) *db.IdempotencyKey {
 	key, err := db.New().IdempotencyKeyGetByID(ctx, bundle.exec, *row.KeyID)
 	require.NoError(t, err)
 	return key
-}
-
-// newCreator returns a creator on an engine of engineConfig, failing the
-// test if a config is rejected.
-func newCreator(t *testing.T, exec db.Executor, engineConfig *idempotency.EngineConfig, stripe *stripeclient.Client) *rides.Creator {
-	t.Helper()
-	engine, err := idempotency.NewEngine(exec, engineConfig)
-	require.NoError(t, err)
-	creator, err := rides.NewCreator(exec, engine, stripe, nil)
-	require.NoError(t, err)
-	return creator
-}
-
-// newStripe returns a Stripe client of the fake at baseURL.
-func newStripe(t *testing.T, baseURL string) *stripeclient.Client {
-	t.Helper()
-	client, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: baseURL, APIKey: stripefaketest.APIKey})
-	require.NoError(t, err)
-	return client
 }
 
 func TestNewCreator(t *testing.T) {

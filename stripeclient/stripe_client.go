@@ -66,6 +66,7 @@ func (c *ClientConfig) validate() error {
 		return fmt.Errorf("APIBase must be an http or https URL, got %q", c.APIBase)
 	}
 	if c.Timeout < 0 {
+		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("Timeout must not be negative, got %s", c.Timeout)
 	}
 	return nil
