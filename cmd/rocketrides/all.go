@@ -70,11 +70,11 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 
 	group, ctx := errgroup.WithContext(ctx)
 	services := []service{completer, enqueuer, reaper}
-	for _, service := range services {
-		if err := service.Start(ctx); err != nil {
+	for _, s := range services {
+		if err := s.Start(ctx); err != nil {
 			return err
 		}
-		defer service.Stop()
+		defer s.Stop()
 	}
 	if err := startRiver(ctx, river); err != nil {
 		return err
@@ -93,8 +93,8 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	p.logger.InfoContext(ctx, "all: running", slog.String("api", "http://"+c.addr()), slog.Bool("simulator", !c.NoSimulator))
 	err = group.Wait()
-	for _, service := range services {
-		service.Stop()
+	for _, s := range services {
+		s.Stop()
 	}
 	stopRiver(river, g.logger("worker"))
 	p.logger.Info("all: stopped")
