@@ -23,11 +23,10 @@ import (
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/db/dbtest"
 	"github.com/rocketrides/rocketrides/db/testfactory"
-	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/jobs"
 	"github.com/rocketrides/rocketrides/metrics"
 	"github.com/rocketrides/rocketrides/rides"
-	"github.com/rocketrides/rocketrides/stripeclient"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
 )
@@ -54,25 +53,27 @@ func setup(t *testing.T) *testBundle {
 	pool := dbtest.NewDatabase(t)
 
 	_, stripeURL := stripefaketest.NewServer(t, stripefake.Config{})
-	stripe := stripeclient.New(stripeclient.Config{APIBase: stripeURL, APIKey: stripefaketest.APIKey})
+	stripe := ridestest.NewStripe(t, stripeURL)
 	email := "rider-" + testfactory.KeyValue() + "@example.com"
 	customerID, err := stripe.CustomerCreate(ctx, email, "tok_visa")
 	require.NoError(t, err)
 	testfactory.User(ctx, t, pool, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID})
 
-	creator := rides.NewCreator(pool, idempotency.NewEngine(pool, idempotency.Config{}), stripe, rides.Config{})
+	creator := ridestest.NewCreator(t, pool, nil, stripe)
 	form := url.Values{"origin_lat": {"0.0"}, "origin_lon": {"0.0"}, "target_lat": {"0.0"}, "target_lon": {"0.0"}}
 	request := httptest.NewRequest(http.MethodPost, rides.RequestPath, strings.NewReader(form.Encode()))
 	request.Header.Set("Authorization", email)
 	request.Header.Set("Idempotency-Key", testfactory.KeyValue())
 	request.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	recorder := httptest.NewRecorder()
-	api.NewServer(creator, api.Config{}).ServeHTTP(recorder, request)
+	apiServer, err := api.NewServer(creator, nil)
+	require.NoError(t, err)
+	apiServer.ServeHTTP(recorder, request)
 	require.Equal(t, http.StatusCreated, recorder.Code, "body: %s", recorder.Body)
 	var ride rides.CreatedBody
 	require.NoError(t, json.Unmarshal(recorder.Body.Bytes(), &ride))
 
-	riverClient, err := jobs.NewRiverClient(pool, nil, nil)
+	riverClient, err := jobs.NewRiverClient(pool, nil)
 	require.NoError(t, err)
 	job := enqueueReceipt(t, pool, riverClient, ride.Ride.ID)
 
@@ -94,7 +95,7 @@ func enqueueReceipt(t *testing.T, pool *pgxpool.Pool, riverClient *river.Client[
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	var args jobs.ReceiptArgs
+	var args rides.ReceiptArgs
 	require.NoError(t, tx.QueryRow(ctx,
 		"DELETE FROM staged_jobs WHERE job_name = $1 AND (job_args->>'ride_id')::bigint = $2 RETURNING job_args",
 		rides.JobNameSendRideReceipt, rideID).Scan(&args))
@@ -160,7 +161,7 @@ func TestServerStartAddressTaken(t *testing.T) {
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer listener.Close()
-	riverClient, err := jobs.NewRiverClient(nil, nil, nil)
+	riverClient, err := jobs.NewRiverClient(nil, nil)
 	require.NoError(t, err)
 	server, err := admin.NewServer(riverClient, metrics.New(), &admin.ServerConfig{Addr: listener.Addr().String()})
 	require.NoError(t, err)
@@ -171,7 +172,7 @@ func TestServerStartAddressTaken(t *testing.T) {
 
 func TestServerStopsWithContext(t *testing.T) {
 	t.Parallel()
-	riverClient, err := jobs.NewRiverClient(nil, nil, nil)
+	riverClient, err := jobs.NewRiverClient(nil, nil)
 	require.NoError(t, err)
 	var logs strings.Builder
 	server, err := admin.NewServer(riverClient, metrics.New(), &admin.ServerConfig{
@@ -194,7 +195,7 @@ func TestServerStopsWithContext(t *testing.T) {
 
 func TestNewServerRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	riverClient, err := jobs.NewRiverClient(nil, nil, nil)
+	riverClient, err := jobs.NewRiverClient(nil, nil)
 	require.NoError(t, err)
 	for _, tt := range []struct {
 		name   string

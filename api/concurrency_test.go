@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/apiclient"
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/db/dbtest"
@@ -38,7 +37,7 @@ func TestCreateRideConcurrent(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			pool := dbtest.NewDatabase(t)
-			bundle := setup(t, &setupOpts{exec: pool, engine: idempotency.Config{Isolation: isolation}})
+			bundle := setup(t, &setupOpts{exec: pool, engine: &idempotency.EngineConfig{Isolation: isolation}})
 			value := testfactory.KeyValue()
 
 			start := make(chan struct{})
@@ -148,7 +147,7 @@ func TestCreateRideDistinctKeysConcurrent(t *testing.T) {
 			t.Parallel()
 			pool := dbtest.NewDatabase(t)
 			var retries atomic.Int64
-			bundle := setup(t, &setupOpts{exec: pool, engine: idempotency.Config{
+			bundle := setup(t, &setupOpts{exec: pool, engine: &idempotency.EngineConfig{
 				Isolation:   isolation,
 				RetriedFunc: func(error) { retries.Add(1) },
 			}})
@@ -179,9 +178,9 @@ func TestCreateRideTwoProcesses(t *testing.T) {
 		t.Run(string(isolation), func(t *testing.T) {
 			t.Parallel()
 			databaseURL := dbtest.NewDatabaseURL(t)
-			engine := idempotency.Config{Isolation: isolation}
+			engine := &idempotency.EngineConfig{Isolation: isolation}
 			first := setup(t, &setupOpts{exec: newPool(t, databaseURL), engine: engine})
-			second := first.newProcess(newPool(t, databaseURL), engine)
+			second := first.newProcess(t, newPool(t, databaseURL), engine)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
 			t.Cleanup(client.CloseIdleConnections)
 			// Requests alternate between the processes.
@@ -281,13 +280,12 @@ func serveHTTP(t *testing.T, client *http.Client, b *testBundle) postFunc {
 
 // newProcess returns another API process over b's database and Stripe:
 // its own engine, creator and server on pool, with b's users.
-func (b *testBundle) newProcess(pool *pgxpool.Pool, engine idempotency.Config) *testBundle {
-	creator := rides.NewCreator(pool, idempotency.NewEngine(pool, engine), b.stripe, rides.Config{})
+func (b *testBundle) newProcess(t *testing.T, pool *pgxpool.Pool, engine *idempotency.EngineConfig) *testBundle {
 	return &testBundle{
 		declined: b.declined,
 		exec:     pool,
 		fake:     b.fake,
-		server:   api.NewServer(creator, api.Config{}),
+		server:   newServer(t, pool, b.stripe, engine, nil, nil),
 		stripe:   b.stripe,
 		user:     b.user,
 	}

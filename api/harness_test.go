@@ -21,6 +21,7 @@ import (
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/problem"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -47,12 +48,12 @@ type testBundle struct {
 // setupOpts configures setup. The zero value is the default server on a
 // rolled-back transaction.
 type setupOpts struct {
-	api    api.Config
-	engine idempotency.Config
+	api    *api.ServerConfig
+	engine *idempotency.EngineConfig
 	// exec, if set, replaces the rolled-back transaction: a pool from
 	// dbtest.NewDatabase for tests of real concurrency.
 	exec  db.Executor
-	rides rides.Config
+	rides *rides.CreatorConfig
 	// wrapStripe, if set, wraps the fake Stripe's handler, to look at the
 	// database while Stripe is being called.
 	wrapStripe func(http.Handler) http.Handler
@@ -69,17 +70,28 @@ func setup(t *testing.T, opts *setupOpts) *testBundle {
 		exec = db.Savepoint{Tx: dbtest.Tx(ctx, t)}
 	}
 	fake, baseURL := newFake(t, opts.wrapStripe)
-	stripe := stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
-	engine := idempotency.NewEngine(exec, opts.engine)
-	creator := rides.NewCreator(exec, engine, stripe, opts.rides)
+	stripe := ridestest.NewStripe(t, baseURL)
 	return &testBundle{
 		declined: newUser(t, exec, stripe, "tok_chargeCustomerFail"),
 		exec:     exec,
 		fake:     fake,
-		server:   api.NewServer(creator, opts.api),
+		server:   newServer(t, exec, stripe, opts.engine, opts.rides, opts.api),
 		stripe:   stripe,
 		user:     newUser(t, exec, stripe, "tok_visa"),
 	}
+}
+
+// newServer returns an API server on its own engine and creator, failing the
+// test if a config is rejected.
+func newServer(t *testing.T, exec db.Executor, stripe *stripeclient.Client, engineConfig *idempotency.EngineConfig, creatorConfig *rides.CreatorConfig, serverConfig *api.ServerConfig) *api.Server {
+	t.Helper()
+	engine, err := idempotency.NewEngine(exec, engineConfig)
+	require.NoError(t, err)
+	creator, err := rides.NewCreator(exec, engine, stripe, creatorConfig)
+	require.NoError(t, err)
+	server, err := api.NewServer(creator, serverConfig)
+	require.NoError(t, err)
+	return server
 }
 
 // newFake starts a fake Stripe, its handler wrapped by wrap if set, and

@@ -90,9 +90,14 @@ func BenchmarkServeReplay(b *testing.B) {
 		ResponseBody:  json.RawMessage(`{"message": "ok"}`),
 		ResponseCode:  testfactory.Ptr(int32(http.StatusCreated)),
 	})
-	engine := idempotency.NewEngine(exec, idempotency.Config{})
-	stripe := stripeclient.New(stripeclient.Config{APIBase: "http://127.0.0.1:1", APIKey: "sk_test_unused"}) // a replay never calls it
-	server := NewServer(rides.NewCreator(exec, engine, stripe, rides.Config{}), Config{})
+	engine, err := idempotency.NewEngine(exec, nil)
+	require.NoError(b, err)
+	stripe, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: "http://127.0.0.1:1", APIKey: "sk_test_unused"}) // a replay never calls it
+	require.NoError(b, err)
+	creator, err := rides.NewCreator(exec, engine, stripe, nil)
+	require.NoError(b, err)
+	server, err := NewServer(creator, nil)
+	require.NoError(b, err)
 	form := "origin_lat=0&origin_lon=0&target_lat=0&target_lon=0" // testfactory.ValidParams
 
 	for b.Loop() {

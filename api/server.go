@@ -4,6 +4,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 	"github.com/rocketrides/rocketrides/rides"
 )
 
-// Defaults for Config.
+// Defaults of the server.
 const (
 	// MaxBodyBytesDefault is the largest request body accepted.
 	MaxBodyBytesDefault = 64 << 10
@@ -38,9 +39,10 @@ const (
 // as Stripe does.
 const headerIdempotentReplayed = "Idempotent-Replayed"
 
-// Config configures a Server.
-type Config struct {
-	// Logger receives a line per request and every unexpected error.
+// ServerConfig configures a Server. Zero fields take their defaults.
+type ServerConfig struct {
+	// Logger receives a line per request and every unexpected error. Nil
+	// discards them.
 	Logger *slog.Logger
 
 	// Metrics, if set, records each request. Nil records nothing. The
@@ -49,24 +51,38 @@ type Config struct {
 	Metrics *metrics.Metrics
 
 	// Ready reports whether the service can take requests (the database
-	// answers), for GET /readyz.
+	// answers), for GET /readyz. Nil means always ready.
 	Ready func(ctx context.Context) error
+}
+
+// withDefaults returns a copy of c (nil: the zero config) with every default
+// applied.
+func (c *ServerConfig) withDefaults() *ServerConfig {
+	var config ServerConfig
+	if c != nil {
+		config = *c
+	}
+	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
+	return &config
 }
 
 // Server serves the rocket-rides API.
 type Server struct {
-	config  Config
+	config  *ServerConfig
 	creator *rides.Creator
 	echo    *echo.Echo
 	logger  *slog.Logger
 }
 
-// NewServer returns a server that creates rides with creator.
-func NewServer(creator *rides.Creator, config Config) *Server {
-	logger := config.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// NewServer returns a server that creates rides with creator. A nil config
+// means every default. Its only error is a missing creator: ServerConfig has
+// no setting that can be nonsense.
+func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
+	if creator == nil {
+		return nil, errors.New("api server: a creator is required")
 	}
+	config = config.withDefaults()
+	logger := config.Logger
 	s := &Server{config: config, creator: creator, echo: echo.New(), logger: logger}
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
@@ -84,7 +100,7 @@ func NewServer(creator *rides.Creator, config Config) *Server {
 	s.echo.OPTIONS(rides.RequestPath, methodNotAllowed) // not Echo's 204
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
-	return s
+	return s, nil
 }
 
 // ServeHTTP serves one request.

@@ -253,7 +253,7 @@ func TestCreateRideOriginal(t *testing.T) {
 		const maxAttempts = 3
 		var failing atomic.Bool
 		var calls atomic.Int32
-		bundle := setup(t, &setupOpts{engine: idempotency.Config{
+		bundle := setup(t, &setupOpts{engine: &idempotency.EngineConfig{
 			Hooks: &idempotency.Hooks{BeforeCommit: func(context.Context, string) error {
 				if !failing.Load() {
 					return nil
@@ -283,7 +283,7 @@ func TestCreateRideOriginal(t *testing.T) {
 		t.Parallel()
 		var failing atomic.Bool
 		var calls atomic.Int32
-		bundle := setup(t, &setupOpts{engine: idempotency.Config{
+		bundle := setup(t, &setupOpts{engine: &idempotency.EngineConfig{
 			Hooks: &idempotency.Hooks{BeforeCommit: func(context.Context, string) error {
 				if !failing.Load() {
 					return nil
@@ -491,7 +491,7 @@ func TestCreateRide(t *testing.T) {
 			takenOver = bundle.post(bundle.user, value, validForm())
 			return nil
 		}
-		bundle = setup(t, &setupOpts{engine: idempotency.Config{Hooks: &idempotency.Hooks{AfterCommit: afterCommit}}})
+		bundle = setup(t, &setupOpts{engine: &idempotency.EngineConfig{Hooks: &idempotency.Hooks{AfterCommit: afterCommit}}})
 		value = testfactory.KeyValue()
 
 		recorder := bundle.post(bundle.user, value, validForm())
@@ -573,7 +573,7 @@ func TestRoutes(t *testing.T) {
 	// A panic answers a 500 problem, not a dropped connection.
 	t.Run("Panic", func(t *testing.T) {
 		t.Parallel()
-		bundle := setup(t, &setupOpts{engine: idempotency.Config{Hooks: &idempotency.Hooks{
+		bundle := setup(t, &setupOpts{engine: &idempotency.EngineConfig{Hooks: &idempotency.Hooks{
 			BeforeCommit: func(context.Context, string) error { panic("boom") },
 		}}})
 		recorder := bundle.post(bundle.user, testfactory.KeyValue(), validForm())
@@ -600,7 +600,7 @@ func TestRoutes(t *testing.T) {
 
 	t.Run("ReadyzNotReady", func(t *testing.T) {
 		t.Parallel()
-		bundle := setup(t, &setupOpts{api: api.Config{Ready: func(context.Context) error { return errors.New("connection refused") }}})
+		bundle := setup(t, &setupOpts{api: &api.ServerConfig{Ready: func(context.Context) error { return errors.New("connection refused") }}})
 		recorder := bundle.serve(httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		details := requireProblem(t, recorder, http.StatusServiceUnavailable, "not-ready")
 		require.NotContains(t, details.Detail, "refused")

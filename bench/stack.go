@@ -57,8 +57,12 @@ func startStripe(ctx context.Context, pool *pgxpool.Pool, counter *dbCounter, la
 		_ = server.Close()
 	}()
 
+	client, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: "http://" + listener.Addr().String(), APIKey: "sk_test_bench"})
+	if err != nil {
+		return nil, err
+	}
 	stack := &stripeStack{
-		client:  stripeclient.New(stripeclient.Config{APIBase: "http://" + listener.Addr().String(), APIKey: "sk_test_bench"}),
+		client:  client,
 		conns:   conns,
 		fake:    fake,
 		latency: latency,
@@ -122,14 +126,23 @@ type apiServer struct {
 func startAPI(pool *pgxpool.Pool, stripe *stripeclient.Client, isolation pgx.TxIsoLevel) (*apiServer, error) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := metrics.New()
-	engine := idempotency.NewEngine(pool, idempotency.Config{
+	engine, err := idempotency.NewEngine(pool, &idempotency.EngineConfig{
 		Isolation:        isolation,
 		Logger:           logger,
 		ObservePhaseFunc: m.ObservePhase,
 		RetriedFunc:      m.TxRetried,
 	})
-	creator := rides.NewCreator(pool, engine, stripe, rides.Config{Logger: logger})
-	handler := api.NewServer(creator, api.Config{Logger: logger, Metrics: m, Ready: pool.Ping})
+	if err != nil {
+		return nil, err
+	}
+	creator, err := rides.NewCreator(pool, engine, stripe, &rides.CreatorConfig{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	handler, err := api.NewServer(creator, &api.ServerConfig{Logger: logger, Metrics: m, Ready: pool.Ping})
+	if err != nil {
+		return nil, err
+	}
 
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

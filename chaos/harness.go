@@ -135,8 +135,15 @@ func (h *harness) runPhases(ctx context.Context, res *result) error {
 	completer.stop(stopTimeout)
 
 	h.logger.InfoContext(ctx, "chaos: reconciling")
-	stripe := stripeclient.New(stripeclient.Config{APIBase: h.stripeURL, APIKey: stripeAPIKey})
-	res.report, err = reconcile.New(pool, stripe, h.logger).Run(ctx)
+	stripe, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: h.stripeURL, APIKey: stripeAPIKey})
+	if err != nil {
+		return err
+	}
+	reconciler, err := reconcile.NewReconciler(pool, stripe, &reconcile.ReconcilerConfig{Logger: h.logger})
+	if err != nil {
+		return err
+	}
+	res.report, err = reconciler.Run(ctx)
 	if err != nil {
 		return err
 	}

@@ -94,8 +94,7 @@ WHERE recovery_point <> 'finished'
     AND created_at < now() - make_interval(secs => $1::float8)
     AND last_run_at < now() - make_interval(secs => $2::float8
         * power(2, least(run_count - 1, $3::integer)))
-    AND (locked_at IS NULL
-        OR locked_at <= now() - make_interval(secs => $4::float8))
+    AND NOT idempotency_key_lock_live(locked_at, $4::float8)
 ORDER BY created_at
 LIMIT $5
 `
@@ -110,7 +109,8 @@ type IdempotencyKeyGetAbandonedParams struct {
 
 // IdempotencyKeyGetAbandoned finds unfinished keys that no request is
 // working: older than the grace period, not run recently, and unlocked or
-// stale-locked. The wait since the last run doubles with every run, up to
+// stale-locked (idempotency_key_lock_live, with the engine's lock timeout).
+// The wait since the last run doubles with every run, up to
 // 2^max_backoff_doublings times the threshold, so keys that keep failing are
 // retried less and less often.
 func (q *Queries) IdempotencyKeyGetAbandoned(ctx context.Context, db DBTX, arg *IdempotencyKeyGetAbandonedParams) ([]*IdempotencyKey, error) {
@@ -184,7 +184,7 @@ func (q *Queries) IdempotencyKeyGetByID(ctx context.Context, db DBTX, id int64) 
 
 const idempotencyKeyGetForUpdate = `-- name: IdempotencyKeyGetForUpdate :one
 SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id,
-    coalesce(locked_at > now() - make_interval(secs => $1::float8), false)::boolean AS lock_live
+    idempotency_key_lock_live(locked_at, $1::float8)::boolean AS lock_live
 FROM idempotency_keys
 WHERE user_id = $2 AND idempotency_key = $3
 FOR UPDATE
@@ -202,8 +202,9 @@ type IdempotencyKeyGetForUpdateRow struct {
 }
 
 // IdempotencyKeyGetForUpdate reads an existing key and row-locks it for the
-// rest of the transaction. lock_live says, by the database's clock, whether
-// another request holds a lock younger than the lock timeout.
+// rest of the transaction. lock_live says whether another request holds a
+// lock younger than the lock timeout (idempotency_key_lock_live, the one
+// statement of that rule, in migration 00002).
 func (q *Queries) IdempotencyKeyGetForUpdate(ctx context.Context, db DBTX, arg *IdempotencyKeyGetForUpdateParams) (*IdempotencyKeyGetForUpdateRow, error) {
 	row := db.QueryRow(ctx, idempotencyKeyGetForUpdate, arg.LockTimeoutSeconds, arg.UserID, arg.IdempotencyKey)
 	var i IdempotencyKeyGetForUpdateRow

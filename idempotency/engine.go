@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,8 +40,8 @@ const MaxAttemptsSerializableDefault = 40
 // take the key over.
 const LockTimeoutDefault = 90 * time.Second
 
-// Config configures an Engine.
-type Config struct {
+// EngineConfig configures an Engine. Zero fields take their defaults.
+type EngineConfig struct {
 	// Hooks are called at the boundaries of phases. Tests use them to fail or
 	// stop a request at a precise point; production leaves them nil.
 	Hooks *Hooks
@@ -50,7 +51,9 @@ type Config struct {
 	Isolation pgx.TxIsoLevel
 
 	// LockTimeout is how long a key's lock holds before another request may
-	// take it over. Zero means LockTimeoutDefault.
+	// take it over. Zero means LockTimeoutDefault. The completer reads it
+	// from the engine (Engine.LockTimeout), so both agree on when a lock is
+	// stale.
 	LockTimeout time.Duration
 
 	// Logger receives the engine's log lines. Nil discards them.
@@ -68,6 +71,37 @@ type Config struct {
 	// RetriedFunc, if set, is called each time a phase's transaction is
 	// retried, for metrics.
 	RetriedFunc func(err error)
+}
+
+// withDefaults returns a copy of c (nil: the zero config) with every default
+// applied.
+func (c *EngineConfig) withDefaults() *EngineConfig {
+	var config EngineConfig
+	if c != nil {
+		config = *c
+	}
+	config.Hooks = cmp.Or(config.Hooks, &Hooks{})
+	config.Isolation = cmp.Or(config.Isolation, pgx.ReadCommitted)
+	config.LockTimeout = cmp.Or(config.LockTimeout, LockTimeoutDefault)
+	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
+	if config.MaxAttempts == 0 && config.Isolation == pgx.Serializable {
+		config.MaxAttempts = MaxAttemptsSerializableDefault
+	}
+	return &config
+}
+
+// validate rejects settings the engine cannot run with.
+func (c *EngineConfig) validate() error {
+	switch {
+	case c.Isolation != pgx.ReadCommitted && c.Isolation != pgx.Serializable:
+		//lint:ignore ST1005 it starts with the config field it names
+		return fmt.Errorf("Isolation must be read committed or serializable, got %q", c.Isolation)
+	case c.LockTimeout < 0:
+		return fmt.Errorf("LockTimeout must not be negative, got %s", c.LockTimeout)
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("MaxAttempts must not be negative, got %d", c.MaxAttempts)
+	}
+	return nil
 }
 
 // Hooks are test seams at phase boundaries. Each may be nil. A hook that
@@ -93,7 +127,7 @@ type Hooks struct {
 // Engine executes workflows over idempotency keys. It is safe for concurrent
 // use.
 type Engine struct {
-	config  Config
+	config  *EngineConfig
 	exec    db.Executor
 	logger  *slog.Logger
 	queries *db.Queries
@@ -101,35 +135,30 @@ type Engine struct {
 }
 
 // NewEngine returns an engine whose transactions run on exec: the pool in
-// production, or db.Savepoint over a test's transaction.
-func NewEngine(exec db.Executor, config Config) *Engine {
-	if config.LockTimeout == 0 {
-		config.LockTimeout = LockTimeoutDefault
-	}
-	if config.Isolation == "" {
-		config.Isolation = pgx.ReadCommitted
-	}
-	if config.MaxAttempts == 0 && config.Isolation == pgx.Serializable {
-		config.MaxAttempts = MaxAttemptsSerializableDefault
-	}
-	if config.Hooks == nil {
-		config.Hooks = &Hooks{}
-	}
-	logger := config.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// production, or db.Savepoint over a test's transaction. A nil config means
+// every default.
+func NewEngine(exec db.Executor, config *EngineConfig) (*Engine, error) {
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("idempotency engine: %w", err)
 	}
 	return &Engine{
 		config:  config,
 		exec:    exec,
-		logger:  logger,
+		logger:  config.Logger,
 		queries: db.New(),
 		txOpts: db.TxOptions{
 			Isolation:   config.Isolation,
 			MaxAttempts: config.MaxAttempts,
 			RetriedFunc: config.RetriedFunc,
 		},
-	}
+	}, nil
+}
+
+// LockTimeout is how long a key's lock holds before another request may take
+// the key over: the one value of it, which the completer asks for too.
+func (e *Engine) LockTimeout() time.Duration {
+	return e.config.LockTimeout
 }
 
 // Request identifies one logical request: who sent it, under which key, and

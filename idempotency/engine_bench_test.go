@@ -46,7 +46,7 @@ func BenchmarkExecuteNewKey(b *testing.B) {
 	ctx := b.Context()
 	tx := dbtest.Tx(ctx, b)
 	user := testfactory.User(ctx, b, tx, nil)
-	engine := idempotency.NewEngine(db.Savepoint{Tx: tx}, idempotency.Config{})
+	engine := newEngine(b, db.Savepoint{Tx: tx}, nil)
 	workflow := benchWorkflow()
 
 	for b.Loop() {
@@ -61,7 +61,7 @@ func BenchmarkExecuteNewKey(b *testing.B) {
 // parameters and the compaction of the stored body.
 func BenchmarkExecuteReplayKnown(b *testing.B) {
 	ctx := b.Context()
-	engine := idempotency.NewEngine(db.Savepoint{Tx: dbtest.Tx(ctx, b)}, idempotency.Config{})
+	engine := newEngine(b, db.Savepoint{Tx: dbtest.Tx(ctx, b)}, nil)
 	// As PostgreSQL returns jsonb: keys sorted, a space after ':' and ','.
 	stored := json.RawMessage(`{"origin_lat": 0.0, "origin_lon": 0.0, "target_lat": 0.0, "target_lon": 0.0}`)
 	request := benchRequest(&db.User{ID: 1}, testfactory.KeyValue())
@@ -95,7 +95,7 @@ func BenchmarkExecuteReplayFromDatabase(b *testing.B) {
 		ResponseBody:  json.RawMessage(`{"message": "ok"}`),
 		ResponseCode:  testfactory.Ptr(int32(http.StatusCreated)),
 	})
-	engine := idempotency.NewEngine(db.Savepoint{Tx: tx}, idempotency.Config{})
+	engine := newEngine(b, db.Savepoint{Tx: tx}, nil)
 	workflow := benchWorkflow()
 
 	for b.Loop() {
@@ -116,7 +116,7 @@ func BenchmarkExecuteNewKeyParallel(b *testing.B) {
 			ctx := b.Context()
 			pool := dbtest.NewDatabase(b)
 			var retries, conflicts, users atomic.Int64
-			engine := idempotency.NewEngine(pool, idempotency.Config{
+			engine := newEngine(b, pool, &idempotency.EngineConfig{
 				Isolation:   isolation,
 				RetriedFunc: func(error) { retries.Add(1) },
 			})

@@ -74,6 +74,15 @@ type testBundle struct {
 	user *db.User
 }
 
+// newEngine returns an engine on exec, failing the test if config is
+// rejected.
+func newEngine(t testing.TB, exec db.Executor, config *idempotency.EngineConfig) *idempotency.Engine {
+	t.Helper()
+	engine, err := idempotency.NewEngine(exec, config)
+	require.NoError(t, err)
+	return engine
+}
+
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	ctx := context.Background()
@@ -95,6 +104,31 @@ func (b *testBundle) dbNow(t *testing.T) time.Time {
 	return now
 }
 
+func TestNewEngine(t *testing.T) {
+	t.Parallel()
+
+	t.Run("Defaults", func(t *testing.T) {
+		t.Parallel()
+		engine := newEngine(t, nil, nil)
+		require.Equal(t, idempotency.LockTimeoutDefault, engine.LockTimeout())
+	})
+
+	t.Run("RejectsNonsense", func(t *testing.T) {
+		t.Parallel()
+		for _, tt := range []struct {
+			config *idempotency.EngineConfig
+			want   string
+		}{
+			{&idempotency.EngineConfig{Isolation: pgx.RepeatableRead}, "Isolation"},
+			{&idempotency.EngineConfig{LockTimeout: -time.Second}, "LockTimeout must not be negative, got -1s"},
+			{&idempotency.EngineConfig{MaxAttempts: -1}, "MaxAttempts"},
+		} {
+			_, err := idempotency.NewEngine(nil, tt.config)
+			require.ErrorContains(t, err, tt.want)
+		}
+	})
+}
+
 func TestExecute(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -104,7 +138,7 @@ func TestExecute(t *testing.T) {
 		const maxAttempts = 4
 		bundle := setup(t)
 		var attempts, retries atomic.Int32
-		engine := idempotency.NewEngine(bundle.exec, idempotency.Config{
+		engine := newEngine(t, bundle.exec, &idempotency.EngineConfig{
 			Hooks: &idempotency.Hooks{BeforeCommit: func(_ context.Context, recoveryPoint string) error {
 				if recoveryPoint != idempotency.RecoveryPointFinished {
 					return nil
@@ -133,7 +167,7 @@ func TestExecute(t *testing.T) {
 	t.Run("KnownFinishedKeyReplaysWithoutTransaction", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		engine := idempotency.NewEngine(noTx{bundle.exec}, idempotency.Config{})
+		engine := newEngine(t, noTx{bundle.exec}, nil)
 		req := newRequest(bundle.user, testfactory.KeyValue())
 		req.Params = json.RawMessage(`{"target_lon": 0, "target_lat": 0, "origin_lon": 0, "origin_lat": 0}`)
 		req.Known = &idempotency.KnownKey{
@@ -158,7 +192,7 @@ func TestExecute(t *testing.T) {
 	t.Run("LiveLockRefused", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		engine := idempotency.NewEngine(bundle.exec, idempotency.Config{})
+		engine := newEngine(t, bundle.exec, nil)
 		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			LockedAt: testfactory.Ptr(bundle.dbNow(t).Add(-idempotency.LockTimeoutDefault + time.Millisecond)),
 		})
@@ -172,7 +206,7 @@ func TestExecute(t *testing.T) {
 	t.Run("LockTakenWithFreshToken", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		engine := idempotency.NewEngine(bundle.exec, idempotency.Config{})
+		engine := newEngine(t, bundle.exec, nil)
 		staleToken := uuid.New()
 		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			LastRunAt: testfactory.Ptr(bundle.dbNow(t).Add(-time.Hour)),
@@ -200,7 +234,7 @@ func TestExecute(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 		var committed []string
-		engine := idempotency.NewEngine(bundle.exec, idempotency.Config{Hooks: &idempotency.Hooks{
+		engine := newEngine(t, bundle.exec, &idempotency.EngineConfig{Hooks: &idempotency.Hooks{
 			AfterCommit: func(_ context.Context, recoveryPoint string) error {
 				committed = append(committed, recoveryPoint)
 				return nil
@@ -222,7 +256,7 @@ func TestExecute(t *testing.T) {
 	t.Run("ParamsComparedAsJSONValues", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		engine := idempotency.NewEngine(bundle.exec, idempotency.Config{})
+		engine := newEngine(t, bundle.exec, nil)
 		finished := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			RecoveryPoint: testfactory.Ptr(idempotency.RecoveryPointFinished),
 			ResponseBody:  json.RawMessage(`{"ok": true}`),
@@ -260,7 +294,7 @@ func TestExecute(t *testing.T) {
 	t.Run("StepErrorUnlocksKeyAtRecoveryPoint", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		engine := idempotency.NewEngine(bundle.exec, idempotency.Config{})
+		engine := newEngine(t, bundle.exec, nil)
 		errStep := errors.New("step failed")
 		wf := newWorkflow(`{}`)
 		wf.Steps[middlePoint] = func(context.Context, *idempotency.Run) error { return errStep }
@@ -281,7 +315,7 @@ func TestExecute(t *testing.T) {
 	t.Run("UnknownRecoveryPointUnlocksKey", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		engine := idempotency.NewEngine(bundle.exec, idempotency.Config{})
+		engine := newEngine(t, bundle.exec, nil)
 		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			RecoveryPoint: testfactory.Ptr("charge_created"),
 		})
@@ -304,7 +338,7 @@ func TestLockTakeover(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.NewDatabase(t)
-	engine := idempotency.NewEngine(pool, idempotency.Config{})
+	engine := newEngine(t, pool, nil)
 	user := testfactory.User(ctx, t, pool, nil)
 	req := newRequest(user, testfactory.KeyValue())
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/rocketrides/rocketrides/db"
@@ -19,9 +20,13 @@ const (
 	CompleterGraceDefault               = 5 * time.Minute
 	CompleterIntervalDefault            = 5 * time.Second
 	CompleterLastRunThresholdDefault    = 60 * time.Second
-	CompleterLockTimeoutDefault         = idempotency.LockTimeoutDefault
 	CompleterMaxBackoffDoublingsDefault = 6
+	CompleterQueryTimeoutDefault        = 10 * time.Second
 )
+
+// completerMaxBackoffDoublings is the most MaxBackoffDoublings may be: 2^30
+// times a minute is two thousand years already.
+const completerMaxBackoffDoublings = 30
 
 // Outcomes of driving one key, as the completer counts and reports them.
 const (
@@ -45,6 +50,9 @@ const (
 )
 
 // CompleterConfig configures a Completer. Zero fields take their defaults.
+// There is no lock timeout here: the completer takes the engine's
+// (idempotency.Engine.LockTimeout), so that it never counts a lock stale that
+// the engine still honours.
 type CompleterConfig struct {
 	// BatchSize is the most keys one pass drives. A pass that finds a full
 	// batch is followed at once by another. Zero means
@@ -66,19 +74,59 @@ type CompleterConfig struct {
 	// and less often. Zero means CompleterLastRunThresholdDefault.
 	LastRunThreshold time.Duration
 
-	// LockTimeout is how old a key's lock must be before the completer
-	// counts it as abandoned. It should be the engine's lock timeout: a
-	// shorter one only earns conflicts. Zero means
-	// CompleterLockTimeoutDefault.
-	LockTimeout time.Duration
+	// Logger receives the completer's log lines. Nil discards them.
+	Logger *slog.Logger
 
 	// MaxBackoffDoublings is how many times the wait after a key's last run
-	// doubles at most. Zero means CompleterMaxBackoffDoublingsDefault.
+	// doubles at most, up to 30. Zero means
+	// CompleterMaxBackoffDoublingsDefault.
 	MaxBackoffDoublings int
 
 	// OutcomeFunc, if set, is called with the outcome of each key driven
 	// (one of the CompleterOutcome constants), for metrics.
 	OutcomeFunc func(outcome string)
+
+	// QueryTimeout bounds the query that finds a pass's keys. Driving each
+	// key is bounded by the engine's and Stripe's own timeouts. Zero means
+	// CompleterQueryTimeoutDefault.
+	QueryTimeout time.Duration
+}
+
+// withDefaults returns a copy of c (nil: the zero config) with every default
+// applied.
+func (c *CompleterConfig) withDefaults() *CompleterConfig {
+	var config CompleterConfig
+	if c != nil {
+		config = *c
+	}
+	config.BatchSize = cmp.Or(config.BatchSize, CompleterBatchSizeDefault)
+	config.Grace = cmp.Or(config.Grace, CompleterGraceDefault)
+	config.Interval = cmp.Or(config.Interval, CompleterIntervalDefault)
+	config.LastRunThreshold = cmp.Or(config.LastRunThreshold, CompleterLastRunThresholdDefault)
+	config.MaxBackoffDoublings = cmp.Or(config.MaxBackoffDoublings, CompleterMaxBackoffDoublingsDefault)
+	config.QueryTimeout = cmp.Or(config.QueryTimeout, CompleterQueryTimeoutDefault)
+	return &config
+}
+
+// validate rejects settings the completer cannot run with.
+func (c *CompleterConfig) validate() error {
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > math.MaxInt32:
+		return fmt.Errorf("BatchSize must be between 1 and %d, got %d", math.MaxInt32, c.BatchSize)
+	case c.Grace < 0:
+		//lint:ignore ST1005 it starts with the config field it names
+		return fmt.Errorf("Grace must not be negative, got %s", c.Grace)
+	case c.Interval < 0:
+		//lint:ignore ST1005 it starts with the config field it names
+		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
+	case c.LastRunThreshold < 0:
+		return fmt.Errorf("LastRunThreshold must not be negative, got %s", c.LastRunThreshold)
+	case c.MaxBackoffDoublings < 0 || c.MaxBackoffDoublings > completerMaxBackoffDoublings:
+		return fmt.Errorf("MaxBackoffDoublings must be between 0 and %d, got %d", completerMaxBackoffDoublings, c.MaxBackoffDoublings)
+	case c.QueryTimeout < 0:
+		return fmt.Errorf("QueryTimeout must not be negative, got %s", c.QueryTimeout)
+	}
+	return nil
 }
 
 // Completer finds idempotency keys whose requests were abandoned before they
@@ -87,56 +135,71 @@ type CompleterConfig struct {
 // its stored parameters. Several completers may run at once: the engine's
 // lock on each key keeps two of them from driving the same key together.
 type Completer struct {
-	config  CompleterConfig
-	creator *rides.Creator
-	exec    db.DBTX
-	logger  *slog.Logger
-	queries *db.Queries
+	service
+
+	config      *CompleterConfig
+	creator     *rides.Creator
+	exec        db.DBTX
+	lockTimeout time.Duration
+	queries     *db.Queries
 }
 
 // NewCompleter returns a completer that finds keys on exec and drives them
-// with creator. A nil config means every default; a nil logger discards
-// the completer's log lines.
-func NewCompleter(exec db.DBTX, creator *rides.Creator, config *CompleterConfig, logger *slog.Logger) *Completer {
-	var c CompleterConfig
-	if config != nil {
-		c = *config
+// with creator, taking its lock timeout from creator's engine. A nil config
+// means every default.
+func NewCompleter(exec db.DBTX, creator *rides.Creator, config *CompleterConfig) (*Completer, error) {
+	if creator == nil {
+		return nil, errors.New("completer: a creator is required")
 	}
-	c.BatchSize = cmp.Or(c.BatchSize, CompleterBatchSizeDefault)
-	c.Grace = cmp.Or(c.Grace, CompleterGraceDefault)
-	c.Interval = cmp.Or(c.Interval, CompleterIntervalDefault)
-	c.LastRunThreshold = cmp.Or(c.LastRunThreshold, CompleterLastRunThresholdDefault)
-	c.LockTimeout = cmp.Or(c.LockTimeout, CompleterLockTimeoutDefault)
-	c.MaxBackoffDoublings = cmp.Or(c.MaxBackoffDoublings, CompleterMaxBackoffDoublingsDefault)
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("completer: %w", err)
 	}
-	return &Completer{config: c, creator: creator, exec: exec, logger: logger, queries: db.New()}
+	return &Completer{
+		service:     newService("completer", config.Logger),
+		config:      config,
+		creator:     creator,
+		exec:        exec,
+		lockTimeout: creator.Engine().LockTimeout(),
+		queries:     db.New(),
+	}, nil
 }
 
-// Start runs passes until ctx is done, then returns. It blocks: run it in a
-// goroutine to do anything else meanwhile. A pass that fails is logged and
-// tried again after the interval.
-func (c *Completer) Start(ctx context.Context) {
-	runLoop(ctx, c.config.Interval, func(ctx context.Context) (bool, error) {
-		res, err := c.runOnce(ctx)
-		if err != nil {
-			return false, err
-		}
-		// A full batch runs again at once, unless keys failed with errors
-		// that leave them as they were (and so due again): those wait.
-		return res.NumFound == c.config.BatchSize && res.NumError == 0, nil
-	}, func(err error) {
-		c.logger.ErrorContext(ctx, "completer: pass failed", slog.String("error", err.Error()))
-	})
+// Start runs passes in a goroutine until ctx is done or Stop is called, and
+// returns at once. A pass that fails is logged and tried again after the
+// interval.
+func (c *Completer) Start(ctx context.Context) error {
+	return c.start(ctx, func(ctx context.Context) {
+		c.loop(ctx, c.config.Interval, func(ctx context.Context) (bool, error) {
+			res, err := c.runOnce(ctx)
+			if err != nil {
+				return false, err
+			}
+			// A full batch runs again at once, unless keys failed with
+			// errors that leave them as they were (and so due again):
+			// those wait.
+			return res.NumFound == c.config.BatchSize && res.NumError == 0, nil
+		})
+	},
+		slog.Duration("grace", c.config.Grace),
+		slog.Duration("interval", c.config.Interval),
+		slog.Duration("last_run_threshold", c.config.LastRunThreshold),
+		slog.Duration("lock_timeout", c.lockTimeout),
+		slog.Int("batch_size", c.config.BatchSize),
+	)
 }
 
 // completerRunOnceResult counts the keys of one pass by outcome.
 type completerRunOnceResult struct {
-	NumConflict   int
-	NumError      int
-	NumFinished   int
-	NumFound      int
+	NumConflict int
+	NumError    int
+	NumFinished int
+	NumFound    int
+
+	// NumInProgress is how many of the conflicts were keys another request
+	// held when the completer came to them: counted in NumConflict too.
+	NumInProgress int
+
 	NumUnfinished int
 }
 
@@ -144,13 +207,15 @@ type completerRunOnceResult struct {
 // done it stops between keys and returns what it counted with ctx's error;
 // a key that shutdown interrupted is not counted.
 func (c *Completer) runOnce(ctx context.Context) (*completerRunOnceResult, error) {
-	keys, err := c.queries.IdempotencyKeyGetAbandoned(ctx, c.exec, &db.IdempotencyKeyGetAbandonedParams{
+	queryCtx, cancel := context.WithTimeout(ctx, c.config.QueryTimeout)
+	keys, err := c.queries.IdempotencyKeyGetAbandoned(queryCtx, c.exec, &db.IdempotencyKeyGetAbandonedParams{
 		GraceSeconds:            c.config.Grace.Seconds(),
 		LastRunThresholdSeconds: c.config.LastRunThreshold.Seconds(),
-		LockTimeoutSeconds:      c.config.LockTimeout.Seconds(),
+		LockTimeoutSeconds:      c.lockTimeout.Seconds(),
 		Max:                     int32(c.config.BatchSize),
 		MaxBackoffDoublings:     int32(c.config.MaxBackoffDoublings),
 	})
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("getting abandoned idempotency keys: %w", err)
 	}
@@ -166,19 +231,29 @@ func (c *Completer) runOnce(ctx context.Context) (*completerRunOnceResult, error
 		}
 		outcome := completerOutcome(resp, err)
 		res.count(outcome)
+		if errors.Is(err, idempotency.ErrRequestInProgress) || errors.Is(err, idempotency.ErrLockLost) {
+			res.NumInProgress++
+		}
 		c.logOutcome(ctx, key, outcome, err)
 		if c.config.OutcomeFunc != nil {
 			c.config.OutcomeFunc(outcome)
 		}
 	}
 
-	level := slog.LevelInfo
-	if res.NumFound == 0 {
+	level, message := slog.LevelInfo, "completer: pass finished"
+	switch {
+	case res.NumFound == 0:
 		level = slog.LevelDebug // an idle completer stays quiet
+	case res.NumFinished == 0:
+		// Say why, by the counts: keys held by another request (in
+		// progress), left unfinished (Stripe not definitive; they back off),
+		// other conflicts, errors.
+		message = "completer: pass finished no key"
 	}
-	c.logger.Log(ctx, level, "completer: pass finished",
+	c.logger.Log(ctx, level, message,
 		slog.Int("num_found", res.NumFound),
 		slog.Int("num_finished", res.NumFinished),
+		slog.Int("num_in_progress", res.NumInProgress),
 		slog.Int("num_unfinished", res.NumUnfinished),
 		slog.Int("num_conflict", res.NumConflict),
 		slog.Int("num_error", res.NumError),

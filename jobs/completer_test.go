@@ -20,6 +20,7 @@ import (
 	"github.com/rocketrides/rocketrides/db/testfactory"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -42,7 +43,7 @@ func TestCompleter(t *testing.T) {
 		t.Helper()
 		tx := dbtest.Tx(ctx, t)
 		fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-		stripe := stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+		stripe := ridestest.NewStripe(t, baseURL)
 		bundle := &testBundle{
 			fake:   fake,
 			now:    completerDBNow(ctx, t, tx),
@@ -50,11 +51,10 @@ func TestCompleter(t *testing.T) {
 			tx:     tx,
 			user:   completerUser(ctx, t, tx, stripe, "tok_visa"),
 		}
-		exec := db.Savepoint{Tx: tx}
-		creator := rides.NewCreator(exec, idempotency.NewEngine(exec, idempotency.Config{}), stripe, rides.Config{})
-		completer := NewCompleter(tx, creator, &CompleterConfig{
+		completer := completerNew(t, tx, ridestest.NewCreator(t, db.Savepoint{Tx: tx}, nil, stripe), &CompleterConfig{
+			Logger:      completerTestLogger(t),
 			OutcomeFunc: func(outcome string) { bundle.outcomes = append(bundle.outcomes, outcome) },
-		}, completerTestLogger(t))
+		})
 		return completer, bundle
 	}
 
@@ -76,13 +76,44 @@ func TestCompleter(t *testing.T) {
 
 	t.Run("Defaults", func(t *testing.T) {
 		t.Parallel()
-		completer := NewCompleter(nil, nil, nil, nil)
+		completer := completerNew(t, nil, ridestest.NewCreator(t, nil, nil, nil), nil)
 		require.Equal(t, CompleterBatchSizeDefault, completer.config.BatchSize)
 		require.Equal(t, CompleterGraceDefault, completer.config.Grace)
 		require.Equal(t, CompleterIntervalDefault, completer.config.Interval)
 		require.Equal(t, CompleterLastRunThresholdDefault, completer.config.LastRunThreshold)
-		require.Equal(t, CompleterLockTimeoutDefault, completer.config.LockTimeout)
+		require.Equal(t, idempotency.LockTimeoutDefault, completer.lockTimeout)
 		require.Equal(t, CompleterMaxBackoffDoublingsDefault, completer.config.MaxBackoffDoublings)
+		require.Equal(t, CompleterQueryTimeoutDefault, completer.config.QueryTimeout)
+	})
+
+	t.Run("TakesTheEnginesLockTimeout", func(t *testing.T) {
+		t.Parallel()
+		engine, err := idempotency.NewEngine(nil, &idempotency.EngineConfig{LockTimeout: 7 * time.Second})
+		require.NoError(t, err)
+		creator, err := rides.NewCreator(nil, engine, nil, nil)
+		require.NoError(t, err)
+		require.Equal(t, 7*time.Second, completerNew(t, nil, creator, nil).lockTimeout)
+	})
+
+	t.Run("RejectsNonsense", func(t *testing.T) {
+		t.Parallel()
+		creator := ridestest.NewCreator(t, nil, nil, nil)
+		for _, tt := range []struct {
+			config *CompleterConfig
+			want   string
+		}{
+			{&CompleterConfig{BatchSize: -1}, "completer: BatchSize must be between 1 and 2147483647, got -1"},
+			{&CompleterConfig{Grace: -time.Second}, "Grace"},
+			{&CompleterConfig{Interval: -time.Second}, "Interval"},
+			{&CompleterConfig{LastRunThreshold: -time.Second}, "LastRunThreshold"},
+			{&CompleterConfig{MaxBackoffDoublings: 31}, "MaxBackoffDoublings"},
+			{&CompleterConfig{QueryTimeout: -time.Second}, "QueryTimeout"},
+		} {
+			_, err := NewCompleter(nil, creator, tt.config)
+			require.ErrorContains(t, err, tt.want)
+		}
+		_, err := NewCompleter(nil, nil, nil)
+		require.ErrorContains(t, err, "creator")
 	})
 
 	t.Run("PushesThroughAbandonedKey", func(t *testing.T) {
@@ -180,7 +211,7 @@ func TestCompleter(t *testing.T) {
 		t.Parallel()
 		completer, bundle := setup(t)
 		opts := abandoned(bundle)
-		opts.LockedAt = testfactory.Ptr(bundle.now.Add(-CompleterLockTimeoutDefault + time.Second))
+		opts.LockedAt = testfactory.Ptr(bundle.now.Add(-idempotency.LockTimeoutDefault + time.Second))
 		key := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)
 
 		res, err := completer.runOnce(ctx)
@@ -193,7 +224,7 @@ func TestCompleter(t *testing.T) {
 		t.Parallel()
 		completer, bundle := setup(t)
 		opts := abandoned(bundle)
-		opts.LockedAt = testfactory.Ptr(bundle.now.Add(-CompleterLockTimeoutDefault - time.Second))
+		opts.LockedAt = testfactory.Ptr(bundle.now.Add(-idempotency.LockTimeoutDefault - time.Second))
 		key := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)
 
 		res, err := completer.runOnce(ctx)
@@ -247,29 +278,20 @@ func TestCompleter(t *testing.T) {
 
 		// The completer of setup reports into bundle.outcomes; this one
 		// signals the test, which must not use tx until Start is done.
-		exec := db.Savepoint{Tx: bundle.tx}
-		creator := rides.NewCreator(exec, idempotency.NewEngine(exec, idempotency.Config{}), bundle.stripe, rides.Config{})
 		driven := make(chan string, 1)
-		completer := NewCompleter(bundle.tx, creator, &CompleterConfig{
+		completer := completerNew(t, bundle.tx, ridestest.NewCreator(t, db.Savepoint{Tx: bundle.tx}, nil, bundle.stripe), &CompleterConfig{
 			Interval:    time.Hour, // after its one key the completer sleeps until cancelled
+			Logger:      completerTestLogger(t),
 			OutcomeFunc: func(outcome string) { driven <- outcome },
-		}, completerTestLogger(t))
+		})
 
 		startCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			completer.Start(startCtx)
-		}()
+		require.NoError(t, completer.Start(startCtx))
 
 		require.Equal(t, CompleterOutcomeFinished, <-driven)
 		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			require.FailNow(t, "Start did not return after its context was cancelled")
-		}
+		requireStops(t, completer.Stop)
 		require.Equal(t, idempotency.RecoveryPointFinished, reload(t, bundle, key).RecoveryPoint)
 	})
 }
@@ -311,7 +333,7 @@ func TestCompleterConcurrent(t *testing.T) {
 
 	pool := dbtest.NewDatabase(t)
 	fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-	stripe := stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+	stripe := ridestest.NewStripe(t, baseURL)
 	user := completerUser(ctx, t, pool, stripe, "tok_visa")
 	now := completerDBNow(ctx, t, pool)
 	keyIDs := make(map[string]bool, numKeys)
@@ -323,10 +345,10 @@ func TestCompleterConcurrent(t *testing.T) {
 		keyIDs[strconv.FormatInt(key.ID, 10)] = true
 	}
 
-	creator := rides.NewCreator(pool, idempotency.NewEngine(pool, idempotency.Config{}), stripe, rides.Config{})
+	creator := ridestest.NewCreator(t, pool, nil, stripe)
 	completers := []*Completer{
-		NewCompleter(pool, creator, nil, completerTestLogger(t)),
-		NewCompleter(pool, creator, nil, completerTestLogger(t)),
+		completerNew(t, pool, creator, &CompleterConfig{Logger: completerTestLogger(t)}),
+		completerNew(t, pool, creator, &CompleterConfig{Logger: completerTestLogger(t)}),
 	}
 	results := make([]*completerRunOnceResult, len(completers))
 	errs := make([]error, len(completers))
@@ -365,6 +387,14 @@ func TestCompleterConcurrent(t *testing.T) {
 	err := pool.QueryRow(ctx, "SELECT count(*) FROM idempotency_keys WHERE recovery_point <> 'finished'").Scan(&numUnfinished)
 	require.NoError(t, err)
 	require.Zero(t, numUnfinished)
+}
+
+// completerNew returns a completer, failing the test if config is rejected.
+func completerNew(t *testing.T, exec db.DBTX, creator *rides.Creator, config *CompleterConfig) *Completer {
+	t.Helper()
+	completer, err := NewCompleter(exec, creator, config)
+	require.NoError(t, err)
+	return completer
 }
 
 // completerUser inserts a user whose Stripe customer, created in the fake,

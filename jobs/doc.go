@@ -1,7 +1,9 @@
 // Package jobs holds the background processes of rocket-rides, each a
 // long-running service shaped like River's maintenance services: an XConfig
-// with XDefault constants, NewX, a Start loop that runs until its context is
-// done, and a runOnce that does one pass and that tests call directly.
+// with XDefault constants, NewX(dependencies, *XConfig) (*X, error), Start,
+// which returns once the service's loop runs, Stop, which signals the loop
+// and waits for it (both from the shared service lifecycle), and a runOnce
+// that does one pass and that tests call directly.
 //
 //   - Completer pushes abandoned requests to completion through the same
 //     phases the API runs.

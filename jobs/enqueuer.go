@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 
 // Defaults of EnqueuerConfig.
 const (
-	EnqueuerBatchSizeDefault = 1000
-	EnqueuerIntervalDefault  = 5 * time.Second
+	EnqueuerBatchSizeDefault    = 1000
+	EnqueuerIntervalDefault     = 5 * time.Second
+	EnqueuerQueryTimeoutDefault = 10 * time.Second
 )
 
 // EnqueuerConfig configures an Enqueuer. Zero fields take their defaults.
@@ -36,6 +38,40 @@ type EnqueuerConfig struct {
 	// JobsEnqueuedFunc, if set, is called after each pass that moved jobs
 	// with how many it moved, for metrics.
 	JobsEnqueuedFunc func(n int)
+
+	// Logger receives the enqueuer's log lines. Nil discards them.
+	Logger *slog.Logger
+
+	// QueryTimeout bounds each pass's transaction: taking the batch and
+	// inserting it into River. Zero means EnqueuerQueryTimeoutDefault.
+	QueryTimeout time.Duration
+}
+
+// withDefaults returns a copy of c (nil: the zero config) with every default
+// applied.
+func (c *EnqueuerConfig) withDefaults() *EnqueuerConfig {
+	var config EnqueuerConfig
+	if c != nil {
+		config = *c
+	}
+	config.BatchSize = cmp.Or(config.BatchSize, EnqueuerBatchSizeDefault)
+	config.Interval = cmp.Or(config.Interval, EnqueuerIntervalDefault)
+	config.QueryTimeout = cmp.Or(config.QueryTimeout, EnqueuerQueryTimeoutDefault)
+	return &config
+}
+
+// validate rejects settings the enqueuer cannot run with.
+func (c *EnqueuerConfig) validate() error {
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > math.MaxInt32:
+		return fmt.Errorf("BatchSize must be between 1 and %d, got %d", math.MaxInt32, c.BatchSize)
+	case c.Interval < 0:
+		//lint:ignore ST1005 it starts with the config field it names
+		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
+	case c.QueryTimeout < 0:
+		return fmt.Errorf("QueryTimeout must not be negative, got %s", c.QueryTimeout)
+	}
+	return nil
 }
 
 // Enqueuer drains staged_jobs into River: the transactionally staged job
@@ -45,7 +81,7 @@ type EnqueuerConfig struct {
 // both back, so a job is neither lost nor handed over twice.
 //
 // Staged jobs map to River jobs by name: send_ride_receipt becomes a
-// ReceiptArgs job, unique by args. A job whose name the enqueuer does not
+// rides.ReceiptArgs job, unique by args. A job whose name the enqueuer does not
 // know, or whose args do not decode, is neither dropped nor allowed to
 // block the queue: it is logged at error and handed to River as it is,
 // under its name as River kind and its args verbatim, without uniqueness.
@@ -57,42 +93,47 @@ type EnqueuerConfig struct {
 // Several enqueuers may run at once: each takes rows the others have not
 // locked (FOR UPDATE SKIP LOCKED).
 type Enqueuer struct {
+	service
+
 	client  *river.Client[pgx.Tx]
-	config  EnqueuerConfig
+	config  *EnqueuerConfig
 	exec    db.Executor
-	logger  *slog.Logger
 	queries *db.Queries
 }
 
 // NewEnqueuer returns an enqueuer that takes staged jobs on exec and inserts
 // them with client, in the same transaction. A nil config means every
-// default; a nil logger discards the enqueuer's log lines.
-func NewEnqueuer(exec db.Executor, client *river.Client[pgx.Tx], config *EnqueuerConfig, logger *slog.Logger) *Enqueuer {
-	var c EnqueuerConfig
-	if config != nil {
-		c = *config
+// default.
+func NewEnqueuer(exec db.Executor, client *river.Client[pgx.Tx], config *EnqueuerConfig) (*Enqueuer, error) {
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("enqueuer: %w", err)
 	}
-	c.BatchSize = cmp.Or(c.BatchSize, EnqueuerBatchSizeDefault)
-	c.Interval = cmp.Or(c.Interval, EnqueuerIntervalDefault)
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &Enqueuer{client: client, config: c, exec: exec, logger: logger, queries: db.New()}
+	return &Enqueuer{
+		service: newService("enqueuer", config.Logger),
+		client:  client,
+		config:  config,
+		exec:    exec,
+		queries: db.New(),
+	}, nil
 }
 
-// Start runs passes until ctx is done, then returns. It blocks: run it in a
-// goroutine to do anything else meanwhile. A pass that fails is logged and
-// tried again after the interval; its jobs stay staged.
-func (e *Enqueuer) Start(ctx context.Context) {
-	runLoop(ctx, e.config.Interval, func(ctx context.Context) (bool, error) {
-		res, err := e.runOnce(ctx)
-		if err != nil {
-			return false, err
-		}
-		return res.NumJobs == e.config.BatchSize, nil
-	}, func(err error) {
-		e.logger.ErrorContext(ctx, "enqueuer: pass failed", slog.String("error", err.Error()))
-	})
+// Start runs passes in a goroutine until ctx is done or Stop is called, and
+// returns at once. A pass that fails is logged and tried again after the
+// interval; its jobs stay staged.
+func (e *Enqueuer) Start(ctx context.Context) error {
+	return e.start(ctx, func(ctx context.Context) {
+		e.loop(ctx, e.config.Interval, func(ctx context.Context) (bool, error) {
+			res, err := e.runOnce(ctx)
+			if err != nil {
+				return false, err
+			}
+			return res.NumJobs == e.config.BatchSize, nil
+		})
+	},
+		slog.Duration("interval", e.config.Interval),
+		slog.Int("batch_size", e.config.BatchSize),
+	)
 }
 
 // enqueuerRunOnceResult counts the staged jobs of one pass.
@@ -118,7 +159,9 @@ type enqueuerRunOnceResult struct {
 // rows another enqueuer deleted after this transaction's snapshot make FOR
 // UPDATE fail with a serialization error instead of being skipped.
 func (e *Enqueuer) runOnce(ctx context.Context) (*enqueuerRunOnceResult, error) {
-	res, err := db.WithTxV(ctx, e.exec, db.TxOptions{Isolation: pgx.ReadCommitted}, func(ctx context.Context, tx pgx.Tx) (*enqueuerRunOnceResult, error) {
+	txCtx, cancel := context.WithTimeout(ctx, e.config.QueryTimeout)
+	defer cancel()
+	res, err := db.WithTxV(txCtx, e.exec, db.TxOptions{Isolation: pgx.ReadCommitted}, func(ctx context.Context, tx pgx.Tx) (*enqueuerRunOnceResult, error) {
 		staged, err := e.queries.StagedJobDeleteBatch(ctx, tx, int32(e.config.BatchSize))
 		if err != nil {
 			return nil, fmt.Errorf("taking staged jobs: %w", err)
@@ -191,10 +234,10 @@ func (e *Enqueuer) jobArgs(ctx context.Context, job *db.StagedJob) river.JobArgs
 	attrs := []slog.Attr{slog.Int64("staged_job_id", job.ID), slog.String("job_name", job.JobName)}
 	switch job.JobName {
 	case rides.JobNameSendRideReceipt:
-		var args ReceiptArgs
+		var args rides.ReceiptArgs
 		err := json.Unmarshal(job.JobArgs, &args)
 		if err == nil {
-			err = args.validate()
+			err = args.Validate()
 		}
 		if err == nil {
 			return args

@@ -43,15 +43,15 @@ func TestEnqueuer(t *testing.T) {
 			config = &EnqueuerConfig{}
 		}
 		config.JobsEnqueuedFunc = func(n int) { bundle.enqueued = append(bundle.enqueued, n) }
-		logger := slog.New(slog.NewTextHandler(bundle.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		return NewEnqueuer(db.Savepoint{Tx: tx}, enqueuerTestClient(t), config, logger), bundle
+		config.Logger = slog.New(slog.NewTextHandler(bundle.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		return enqueuerNew(t, db.Savepoint{Tx: tx}, enqueuerTestClient(t), config), bundle
 	}
 
 	// receiptArgs returns the args of the receipt of a new ride.
-	receiptArgs := func(t *testing.T, bundle *testBundle) ReceiptArgs {
+	receiptArgs := func(t *testing.T, bundle *testBundle) rides.ReceiptArgs {
 		t.Helper()
 		ride := testfactory.Ride(ctx, t, bundle.tx, bundle.user, nil)
-		return ReceiptArgs{Amount: rides.ChargeAmount, Currency: rides.ChargeCurrency, RideID: ride.ID, UserID: bundle.user.ID}
+		return rides.ReceiptArgs{Amount: rides.ChargeAmount, Currency: rides.ChargeCurrency, RideID: ride.ID, UserID: bundle.user.ID}
 	}
 
 	stagedCount := func(t *testing.T, bundle *testBundle) int64 {
@@ -63,9 +63,18 @@ func TestEnqueuer(t *testing.T) {
 
 	t.Run("Defaults", func(t *testing.T) {
 		t.Parallel()
-		enqueuer := NewEnqueuer(nil, nil, nil, nil)
+		enqueuer := enqueuerNew(t, nil, nil, nil)
 		require.Equal(t, EnqueuerBatchSizeDefault, enqueuer.config.BatchSize)
 		require.Equal(t, EnqueuerIntervalDefault, enqueuer.config.Interval)
+		require.Equal(t, EnqueuerQueryTimeoutDefault, enqueuer.config.QueryTimeout)
+	})
+
+	t.Run("RejectsNonsense", func(t *testing.T) {
+		t.Parallel()
+		for _, config := range []*EnqueuerConfig{{BatchSize: -1}, {Interval: -time.Second}, {QueryTimeout: -time.Second}} {
+			_, err := NewEnqueuer(nil, nil, config)
+			require.ErrorContains(t, err, "enqueuer: ")
+		}
 	})
 
 	t.Run("EnqueuesAndRemovesStagedJob", func(t *testing.T) {
@@ -78,7 +87,7 @@ func TestEnqueuer(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, &enqueuerRunOnceResult{NumJobs: 1}, res)
 
-		job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, ReceiptArgs{}, nil)
+		job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, rides.ReceiptArgs{}, nil)
 		require.Equal(t, args, job.Args)
 		require.Zero(t, stagedCount(t, bundle))
 		require.Equal(t, []int{1}, bundle.enqueued)
@@ -92,7 +101,7 @@ func TestEnqueuer(t *testing.T) {
 		res, err := enqueuer.runOnce(ctx)
 		require.NoError(t, err)
 		require.Equal(t, &enqueuerRunOnceResult{}, res)
-		rivertest.RequireNotInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, ReceiptArgs{}, nil)
+		rivertest.RequireNotInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, rides.ReceiptArgs{}, nil)
 		require.Empty(t, bundle.enqueued)
 		require.Contains(t, bundle.logs.String(), `level=DEBUG msg="enqueuer: enqueued jobs" num_jobs=0`)
 	})
@@ -100,7 +109,7 @@ func TestEnqueuer(t *testing.T) {
 	t.Run("FullBatchLeavesTheRest", func(t *testing.T) {
 		t.Parallel()
 		enqueuer, bundle := setup(t, &EnqueuerConfig{BatchSize: 2})
-		var staged []ReceiptArgs
+		var staged []rides.ReceiptArgs
 		for range 3 {
 			args := receiptArgs(t, bundle)
 			enqueuerStageReceipt(ctx, t, bundle.tx, args)
@@ -119,10 +128,10 @@ func TestEnqueuer(t *testing.T) {
 
 		// Oldest first: River's ids follow the staging order.
 		rows := rivertest.RequireManyInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, []rivertest.ExpectedJob{
-			{Args: ReceiptArgs{}}, {Args: ReceiptArgs{}}, {Args: ReceiptArgs{}},
+			{Args: rides.ReceiptArgs{}}, {Args: rides.ReceiptArgs{}}, {Args: rides.ReceiptArgs{}},
 		})
 		for i, row := range rows {
-			var args ReceiptArgs
+			var args rides.ReceiptArgs
 			require.NoError(t, json.Unmarshal(row.EncodedArgs, &args))
 			require.Equal(t, staged[i], args)
 		}
@@ -138,7 +147,7 @@ func TestEnqueuer(t *testing.T) {
 		res, err := enqueuer.runOnce(ctx)
 		require.NoError(t, err)
 		require.Equal(t, &enqueuerRunOnceResult{NumDuplicates: 1, NumJobs: 2}, res)
-		job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, ReceiptArgs{}, nil)
+		job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, rides.ReceiptArgs{}, nil)
 		require.Equal(t, args, job.Args)
 		require.Zero(t, stagedCount(t, bundle))
 	})
@@ -157,7 +166,7 @@ func TestEnqueuer(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, &enqueuerRunOnceResult{NumDuplicates: 1, NumJobs: 1}, res)
 
-		rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, ReceiptArgs{}, nil)
+		rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, rides.ReceiptArgs{}, nil)
 		require.Zero(t, stagedCount(t, bundle))
 	})
 
@@ -209,10 +218,10 @@ func TestEnqueuer(t *testing.T) {
 			})},
 		})
 		require.NoError(t, err)
-		enqueuer := NewEnqueuer(db.Savepoint{Tx: tx}, client, nil, nil)
+		enqueuer := enqueuerNew(t, db.Savepoint{Tx: tx}, client, nil)
 		user := testfactory.User(ctx, t, tx, nil)
 		ride := testfactory.Ride(ctx, t, tx, user, nil)
-		enqueuerStageReceipt(ctx, t, tx, ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: user.ID})
+		enqueuerStageReceipt(ctx, t, tx, rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: user.ID})
 
 		_, err = enqueuer.runOnce(ctx)
 		require.ErrorIs(t, err, errInsert)
@@ -220,7 +229,7 @@ func TestEnqueuer(t *testing.T) {
 		count, err := db.New().StagedJobCount(ctx, tx)
 		require.NoError(t, err)
 		require.Equal(t, int64(1), count)
-		rivertest.RequireNotInsertedTx[*riverpgxv5.Driver](ctx, t, tx, ReceiptArgs{}, nil)
+		rivertest.RequireNotInsertedTx[*riverpgxv5.Driver](ctx, t, tx, rides.ReceiptArgs{}, nil)
 	})
 
 	t.Run("StartEnqueuesUntilCancelled", func(t *testing.T) {
@@ -228,24 +237,20 @@ func TestEnqueuer(t *testing.T) {
 		tx := dbtest.Tx(ctx, t)
 		user := testfactory.User(ctx, t, tx, nil)
 		ride := testfactory.Ride(ctx, t, tx, user, nil)
-		args := ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: user.ID}
+		args := rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: user.ID}
 		enqueuerStageReceipt(ctx, t, tx, args)
 
 		enqueued := make(chan int, 1)
-		enqueuer := NewEnqueuer(db.Savepoint{Tx: tx}, enqueuerTestClient(t), &EnqueuerConfig{
+		enqueuer := enqueuerNew(t, db.Savepoint{Tx: tx}, enqueuerTestClient(t), &EnqueuerConfig{
 			JobsEnqueuedFunc: func(n int) { enqueued <- n },
-		}, nil)
+		})
 		startCtx, cancel := context.WithCancel(ctx)
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			enqueuer.Start(startCtx)
-		}()
+		require.NoError(t, enqueuer.Start(startCtx))
 		require.Equal(t, 1, enqueuerWaitFor(t, enqueued))
 		cancel()
-		<-stopped // the transaction is the test's again
+		enqueuer.Stop() // waits: the transaction is the test's again
 
-		job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, tx, ReceiptArgs{}, nil)
+		job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, tx, rides.ReceiptArgs{}, nil)
 		require.Equal(t, args, job.Args)
 	})
 
@@ -255,7 +260,7 @@ func TestEnqueuer(t *testing.T) {
 		pool := dbtest.NewDatabase(t)
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			for i := range numJobs {
-				enqueuerStageReceipt(ctx, t, tx, ReceiptArgs{Amount: 2000, Currency: "usd", RideID: int64(i + 1), UserID: 1})
+				enqueuerStageReceipt(ctx, t, tx, rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: int64(i + 1), UserID: 1})
 			}
 			return nil
 		})
@@ -269,7 +274,7 @@ func TestEnqueuer(t *testing.T) {
 			errs   [2]error
 		)
 		for i := range totals {
-			enqueuer := NewEnqueuer(pool, enqueuerTestClient(t), &EnqueuerConfig{BatchSize: 250}, nil)
+			enqueuer := enqueuerNew(t, pool, enqueuerTestClient(t), &EnqueuerConfig{BatchSize: 250})
 			wg.Go(func() {
 				for {
 					res, err := enqueuer.runOnce(ctx)
@@ -304,17 +309,17 @@ func TestEnqueuer(t *testing.T) {
 	t.Run("JobCommittedLateWithLowerIDIsNotLost", func(t *testing.T) {
 		t.Parallel()
 		pool := dbtest.NewDatabase(t)
-		enqueuer := NewEnqueuer(pool, enqueuerTestClient(t), nil, nil)
+		enqueuer := enqueuerNew(t, pool, enqueuerTestClient(t), nil)
 
 		// A stages first (lower id) but commits after B.
 		txA, err := pool.Begin(ctx)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = txA.Rollback(ctx) })
-		enqueuerStageReceipt(ctx, t, txA, ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 1, UserID: 1})
+		enqueuerStageReceipt(ctx, t, txA, rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 1, UserID: 1})
 		txB, err := pool.Begin(ctx)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = txB.Rollback(ctx) })
-		enqueuerStageReceipt(ctx, t, txB, ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 2, UserID: 1})
+		enqueuerStageReceipt(ctx, t, txB, rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 2, UserID: 1})
 		require.Less(t, enqueuerMaxStagedID(ctx, t, txA), enqueuerMaxStagedID(ctx, t, txB))
 		require.NoError(t, txB.Commit(ctx))
 
@@ -348,15 +353,23 @@ func enqueuerWaitFor[T any](t *testing.T, ch <-chan T) T {
 // enqueuerTestClient returns an insert-only River client.
 func enqueuerTestClient(t *testing.T) *river.Client[pgx.Tx] {
 	t.Helper()
-	client, err := NewRiverClient(nil, nil, nil)
+	client, err := NewRiverClient(nil, nil)
 	require.NoError(t, err)
 	return client
 }
 
-// enqueuerStageReceipt stages a receipt job, as rides does.
-func enqueuerStageReceipt(ctx context.Context, t *testing.T, exec db.DBTX, args ReceiptArgs) {
+// enqueuerNew returns an enqueuer, failing the test if config is rejected.
+func enqueuerNew(t *testing.T, exec db.Executor, client *river.Client[pgx.Tx], config *EnqueuerConfig) *Enqueuer {
 	t.Helper()
-	encoded, err := json.Marshal(rides.ReceiptArgs(args))
+	enqueuer, err := NewEnqueuer(exec, client, config)
+	require.NoError(t, err)
+	return enqueuer
+}
+
+// enqueuerStageReceipt stages a receipt job, as rides does.
+func enqueuerStageReceipt(ctx context.Context, t *testing.T, exec db.DBTX, args rides.ReceiptArgs) {
+	t.Helper()
+	encoded, err := json.Marshal(args)
 	require.NoError(t, err)
 	testfactory.StagedJob(ctx, t, exec, rides.JobNameSendRideReceipt, encoded)
 }

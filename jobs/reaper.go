@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/rocketrides/rocketrides/db"
@@ -12,9 +13,10 @@ import (
 
 // Defaults of ReaperConfig.
 const (
-	ReaperBatchSizeDefault = 1000
-	ReaperHorizonDefault   = 72 * time.Hour
-	ReaperIntervalDefault  = 5 * time.Second
+	ReaperBatchSizeDefault    = 1000
+	ReaperHorizonDefault      = 72 * time.Hour
+	ReaperIntervalDefault     = 5 * time.Second
+	ReaperQueryTimeoutDefault = 10 * time.Second
 )
 
 // ReaperConfig configures a Reaper. Zero fields take their defaults.
@@ -33,9 +35,47 @@ type ReaperConfig struct {
 	// Zero means ReaperIntervalDefault.
 	Interval time.Duration
 
+	// Logger receives the reaper's log lines. Nil discards them.
+	Logger *slog.Logger
+
+	// QueryTimeout bounds each pass's delete. Zero means
+	// ReaperQueryTimeoutDefault.
+	QueryTimeout time.Duration
+
 	// ReapedFunc, if set, is called after each pass that deleted keys with
 	// how many of them had finished and how many had not, for metrics.
 	ReapedFunc func(finished, unfinished int64)
+}
+
+// withDefaults returns a copy of c (nil: the zero config) with every default
+// applied.
+func (c *ReaperConfig) withDefaults() *ReaperConfig {
+	var config ReaperConfig
+	if c != nil {
+		config = *c
+	}
+	config.BatchSize = cmp.Or(config.BatchSize, ReaperBatchSizeDefault)
+	config.Horizon = cmp.Or(config.Horizon, ReaperHorizonDefault)
+	config.Interval = cmp.Or(config.Interval, ReaperIntervalDefault)
+	config.QueryTimeout = cmp.Or(config.QueryTimeout, ReaperQueryTimeoutDefault)
+	return &config
+}
+
+// validate rejects settings the reaper cannot run with.
+func (c *ReaperConfig) validate() error {
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > math.MaxInt32:
+		return fmt.Errorf("BatchSize must be between 1 and %d, got %d", math.MaxInt32, c.BatchSize)
+	case c.Horizon < 0:
+		//lint:ignore ST1005 it starts with the config field it names
+		return fmt.Errorf("Horizon must not be negative, got %s", c.Horizon)
+	case c.Interval < 0:
+		//lint:ignore ST1005 it starts with the config field it names
+		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
+	case c.QueryTimeout < 0:
+		return fmt.Errorf("QueryTimeout must not be negative, got %s", c.QueryTimeout)
+	}
+	return nil
 }
 
 // Reaper deletes idempotency keys older than the horizon, finished or not.
@@ -43,41 +83,40 @@ type ReaperConfig struct {
 // a definitive answer; the reaper logs how many it deleted as a warning, for
 // a human to look into.
 type Reaper struct {
-	config  ReaperConfig
+	service
+
+	config  *ReaperConfig
 	exec    db.DBTX
-	logger  *slog.Logger
 	queries *db.Queries
 }
 
 // NewReaper returns a reaper that deletes keys on exec. A nil config means
-// every default; a nil logger discards the reaper's log lines.
-func NewReaper(exec db.DBTX, config *ReaperConfig, logger *slog.Logger) *Reaper {
-	var c ReaperConfig
-	if config != nil {
-		c = *config
+// every default.
+func NewReaper(exec db.DBTX, config *ReaperConfig) (*Reaper, error) {
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("reaper: %w", err)
 	}
-	c.BatchSize = cmp.Or(c.BatchSize, ReaperBatchSizeDefault)
-	c.Horizon = cmp.Or(c.Horizon, ReaperHorizonDefault)
-	c.Interval = cmp.Or(c.Interval, ReaperIntervalDefault)
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &Reaper{config: c, exec: exec, logger: logger, queries: db.New()}
+	return &Reaper{service: newService("reaper", config.Logger), config: config, exec: exec, queries: db.New()}, nil
 }
 
-// Start runs passes until ctx is done, then returns. It blocks: run it in a
-// goroutine to do anything else meanwhile. A pass that fails is logged and
-// tried again after the interval.
-func (r *Reaper) Start(ctx context.Context) {
-	runLoop(ctx, r.config.Interval, func(ctx context.Context) (bool, error) {
-		res, err := r.runOnce(ctx)
-		if err != nil {
-			return false, err
-		}
-		return res.NumDeleted == int64(r.config.BatchSize), nil
-	}, func(err error) {
-		r.logger.ErrorContext(ctx, "reaper: pass failed", slog.String("error", err.Error()))
-	})
+// Start runs passes in a goroutine until ctx is done or Stop is called, and
+// returns at once. A pass that fails is logged and tried again after the
+// interval.
+func (r *Reaper) Start(ctx context.Context) error {
+	return r.start(ctx, func(ctx context.Context) {
+		r.loop(ctx, r.config.Interval, func(ctx context.Context) (bool, error) {
+			res, err := r.runOnce(ctx)
+			if err != nil {
+				return false, err
+			}
+			return res.NumDeleted == int64(r.config.BatchSize), nil
+		})
+	},
+		slog.Duration("horizon", r.config.Horizon),
+		slog.Duration("interval", r.config.Interval),
+		slog.Int("batch_size", r.config.BatchSize),
+	)
 }
 
 // reaperRunOnceResult counts the keys one pass deleted.
@@ -88,7 +127,9 @@ type reaperRunOnceResult struct {
 
 // runOnce deletes one batch of keys older than the horizon, oldest first.
 func (r *Reaper) runOnce(ctx context.Context) (*reaperRunOnceResult, error) {
-	row, err := r.queries.IdempotencyKeyDeleteOlderThan(ctx, r.exec, &db.IdempotencyKeyDeleteOlderThanParams{
+	queryCtx, cancel := context.WithTimeout(ctx, r.config.QueryTimeout)
+	defer cancel()
+	row, err := r.queries.IdempotencyKeyDeleteOlderThan(queryCtx, r.exec, &db.IdempotencyKeyDeleteOlderThanParams{
 		HorizonSeconds: r.config.Horizon.Seconds(),
 		Max:            int32(r.config.BatchSize),
 	})

@@ -42,11 +42,12 @@ func TestReaper(t *testing.T) {
 			tx:   tx,
 			user: testfactory.User(ctx, t, tx, nil),
 		}
-		reaper := NewReaper(tx, &ReaperConfig{
+		reaper := reaperNew(t, tx, &ReaperConfig{
+			Logger: slog.New(slog.NewTextHandler(bundle.logs, nil)),
 			ReapedFunc: func(finished, unfinished int64) {
 				bundle.reaped = append(bundle.reaped, reaped{finished, unfinished})
 			},
-		}, slog.New(slog.NewTextHandler(bundle.logs, nil)))
+		})
 		return reaper, bundle
 	}
 
@@ -74,7 +75,7 @@ func TestReaper(t *testing.T) {
 
 	t.Run("Defaults", func(t *testing.T) {
 		t.Parallel()
-		reaper := NewReaper(nil, nil, nil)
+		reaper := reaperNew(t, nil, nil)
 		require.Equal(t, ReaperBatchSizeDefault, reaper.config.BatchSize)
 		require.Equal(t, ReaperHorizonDefault, reaper.config.Horizon)
 		require.Equal(t, ReaperIntervalDefault, reaper.config.Interval)
@@ -144,7 +145,7 @@ func TestReaper(t *testing.T) {
 		for range 5 {
 			oldKey(t, bundle, idempotency.RecoveryPointFinished)
 		}
-		reaper := NewReaper(bundle.tx, &ReaperConfig{BatchSize: 2}, nil)
+		reaper := reaperNew(t, bundle.tx, &ReaperConfig{BatchSize: 2})
 
 		for _, want := range []int64{2, 2, 1, 0} {
 			res, err := reaper.runOnce(ctx)
@@ -163,28 +164,28 @@ func TestReaper(t *testing.T) {
 
 		// The test must not use tx until Start is done: it only listens.
 		deleted := make(chan int64)
-		reaper := NewReaper(bundle.tx, &ReaperConfig{
+		reaper := reaperNew(t, bundle.tx, &ReaperConfig{
 			BatchSize:  2,
 			Interval:   time.Hour, // only full batches can be followed by another pass in this test
 			ReapedFunc: func(finished, unfinished int64) { deleted <- finished + unfinished },
-		}, nil)
+		})
 		startCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			reaper.Start(startCtx)
-		}()
+		require.NoError(t, reaper.Start(startCtx))
 
 		require.Equal(t, []int64{2, 2, 1}, []int64{<-deleted, <-deleted, <-deleted})
 		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			require.FailNow(t, "Start did not return after its context was cancelled")
-		}
+		requireStops(t, reaper.Stop)
 		for _, key := range keys {
 			require.False(t, exists(t, bundle, key))
 		}
 	})
+}
+
+// reaperNew returns a reaper, failing the test if config is rejected.
+func reaperNew(t *testing.T, exec db.DBTX, config *ReaperConfig) *Reaper {
+	t.Helper()
+	reaper, err := NewReaper(exec, config)
+	require.NoError(t, err)
+	return reaper
 }

@@ -58,7 +58,7 @@ func TestReceiptWorker(t *testing.T) {
 		user    *db.User
 	}
 
-	setup := func(t *testing.T) (*rivertest.Worker[ReceiptArgs, pgx.Tx], pgx.Tx, *testBundle) {
+	setup := func(t *testing.T) (*rivertest.Worker[rides.ReceiptArgs, pgx.Tx], pgx.Tx, *testBundle) {
 		t.Helper()
 		tx := dbtest.Tx(ctx, t)
 		bundle := &testBundle{
@@ -74,7 +74,7 @@ func TestReceiptWorker(t *testing.T) {
 		worker, tx, bundle := setup(t)
 		ride := testfactory.Ride(ctx, t, tx, bundle.user, nil)
 
-		res, err := worker.Work(ctx, t, tx, ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: bundle.user.ID}, nil)
+		res, err := worker.Work(ctx, t, tx, rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: bundle.user.ID}, nil)
 		require.NoError(t, err)
 		require.Equal(t, river.EventKindJobCompleted, res.EventKind)
 		require.Equal(t, []*Receipt{{
@@ -92,7 +92,7 @@ func TestReceiptWorker(t *testing.T) {
 		t.Parallel()
 		worker, tx, bundle := setup(t)
 
-		res, err := worker.Work(ctx, t, tx, ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 1, UserID: math.MaxInt64}, nil)
+		res, err := worker.Work(ctx, t, tx, rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 1, UserID: math.MaxInt64}, nil)
 		require.NoError(t, err) // a cancel is not an error of the test worker
 		require.Equal(t, river.EventKindJobCancelled, res.EventKind)
 		require.Len(t, res.Job.Errors, 1)
@@ -105,7 +105,7 @@ func TestReceiptWorker(t *testing.T) {
 		t.Parallel()
 		worker, tx, bundle := setup(t)
 
-		res, err := worker.Work(ctx, t, tx, ReceiptArgs{UserID: bundle.user.ID}, nil)
+		res, err := worker.Work(ctx, t, tx, rides.ReceiptArgs{UserID: bundle.user.ID}, nil)
 		require.NoError(t, err)
 		require.Equal(t, river.EventKindJobCancelled, res.EventKind)
 		require.Len(t, res.Job.Errors, 1)
@@ -120,7 +120,7 @@ func TestReceiptWorker(t *testing.T) {
 		bundle.mailer.err = errMail
 		ride := testfactory.Ride(ctx, t, tx, bundle.user, nil)
 
-		res, err := worker.Work(ctx, t, tx, ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: bundle.user.ID}, nil)
+		res, err := worker.Work(ctx, t, tx, rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: ride.ID, UserID: bundle.user.ID}, nil)
 		require.ErrorIs(t, err, errMail)
 		require.Equal(t, river.EventKindJobFailed, res.EventKind)
 		// Retried: at once or later, as River's backoff says.
@@ -132,7 +132,7 @@ func TestReceiptWorker(t *testing.T) {
 func TestReceiptText(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "Your Rocket Rides receipt: $20.00 for ride 42. Thank you for riding!",
-		receiptText(ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 42, UserID: 1}))
+		receiptText(rides.ReceiptArgs{Amount: 2000, Currency: "usd", RideID: 42, UserID: 1}))
 	require.Equal(t, "$0.05", receiptAmount(5, "usd"))
 	require.Equal(t, "12.34 EUR", receiptAmount(1234, "eur"))
 }
@@ -159,7 +159,7 @@ func TestReceiptEndToEnd(t *testing.T) {
 	pool := dbtest.NewDatabase(t)
 	user := testfactory.User(ctx, t, pool, nil)
 	ride := testfactory.Ride(ctx, t, pool, user, nil)
-	args := ReceiptArgs{Amount: rides.ChargeAmount, Currency: rides.ChargeCurrency, RideID: ride.ID, UserID: user.ID}
+	args := rides.ReceiptArgs{Amount: rides.ChargeAmount, Currency: rides.ChargeCurrency, RideID: ride.ID, UserID: user.ID}
 	enqueuerStageReceipt(ctx, t, pool, args)
 	enqueuerStageReceipt(ctx, t, pool, args)
 
@@ -169,12 +169,12 @@ func TestReceiptEndToEnd(t *testing.T) {
 		Mailer:          mailer,
 		ReceiptSentFunc: func() { numSent.Add(1) },
 		Work:            true,
-	}, nil)
+	})
 	require.NoError(t, err)
 	completed, unsubscribe := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
 	t.Cleanup(unsubscribe)
 
-	res, err := NewEnqueuer(pool, client, nil, nil).runOnce(ctx)
+	res, err := enqueuerNew(t, pool, client, nil).runOnce(ctx)
 	require.NoError(t, err)
 	require.Equal(t, &enqueuerRunOnceResult{NumDuplicates: 1, NumJobs: 2}, res)
 

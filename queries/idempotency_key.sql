@@ -13,11 +13,12 @@ ON CONFLICT (user_id, idempotency_key) DO NOTHING
 RETURNING *;
 
 -- IdempotencyKeyGetForUpdate reads an existing key and row-locks it for the
--- rest of the transaction. lock_live says, by the database's clock, whether
--- another request holds a lock younger than the lock timeout.
+-- rest of the transaction. lock_live says whether another request holds a
+-- lock younger than the lock timeout (idempotency_key_lock_live, the one
+-- statement of that rule, in migration 00002).
 -- name: IdempotencyKeyGetForUpdate :one
 SELECT sqlc.embed(idempotency_keys),
-    coalesce(locked_at > now() - make_interval(secs => sqlc.arg(lock_timeout_seconds)::float8), false)::boolean AS lock_live
+    idempotency_key_lock_live(locked_at, sqlc.arg(lock_timeout_seconds)::float8)::boolean AS lock_live
 FROM idempotency_keys
 WHERE user_id = @user_id AND idempotency_key = @idempotency_key
 FOR UPDATE;
@@ -64,7 +65,8 @@ WHERE id = @id AND lock_token = @lock_token;
 
 -- IdempotencyKeyGetAbandoned finds unfinished keys that no request is
 -- working: older than the grace period, not run recently, and unlocked or
--- stale-locked. The wait since the last run doubles with every run, up to
+-- stale-locked (idempotency_key_lock_live, with the engine's lock timeout).
+-- The wait since the last run doubles with every run, up to
 -- 2^max_backoff_doublings times the threshold, so keys that keep failing are
 -- retried less and less often.
 -- name: IdempotencyKeyGetAbandoned :many
@@ -73,8 +75,7 @@ WHERE recovery_point <> 'finished'
     AND created_at < now() - make_interval(secs => sqlc.arg(grace_seconds)::float8)
     AND last_run_at < now() - make_interval(secs => sqlc.arg(last_run_threshold_seconds)::float8
         * power(2, least(run_count - 1, sqlc.arg(max_backoff_doublings)::integer)))
-    AND (locked_at IS NULL
-        OR locked_at <= now() - make_interval(secs => sqlc.arg(lock_timeout_seconds)::float8))
+    AND NOT idempotency_key_lock_live(locked_at, sqlc.arg(lock_timeout_seconds)::float8)
 ORDER BY created_at
 LIMIT @max;
 

@@ -24,6 +24,7 @@ import (
 	"github.com/rocketrides/rocketrides/db/testfactory"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -45,7 +46,7 @@ func TestReconciler(t *testing.T) {
 		t.Helper()
 		tx := dbtest.Tx(ctx, t)
 		fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{Logger: slog.New(slog.DiscardHandler)})
-		stripe := stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+		stripe := ridestest.NewStripe(t, baseURL)
 		bundle := &testBundle{
 			declining: newUser(ctx, t, tx, stripe, "tok_chargeCustomerFail"),
 			fake:      fake,
@@ -53,7 +54,7 @@ func TestReconciler(t *testing.T) {
 			tx:        tx,
 			user:      newUser(ctx, t, tx, stripe, "tok_visa"),
 		}
-		return New(tx, stripe, slog.New(slog.NewTextHandler(t.Output(), nil))), bundle
+		return newReconciler(t, tx, stripe, &ReconcilerConfig{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}), bundle
 	}
 
 	// key inserts a key of user's, finished with status, or unfinished at
@@ -123,9 +124,15 @@ func TestReconciler(t *testing.T) {
 
 	t.Run("Defaults", func(t *testing.T) {
 		t.Parallel()
-		reconciler := New(nil, nil, nil)
-		require.Equal(t, BatchSizeDefault, reconciler.batchSize)
+		reconciler := newReconciler(t, nil, nil, nil)
+		require.Equal(t, ReconcilerBatchSizeDefault, reconciler.config.BatchSize)
 		require.NotNil(t, reconciler.logger)
+	})
+
+	t.Run("RejectsNonsense", func(t *testing.T) {
+		t.Parallel()
+		_, err := NewReconciler(nil, nil, &ReconcilerConfig{BatchSize: -1})
+		require.ErrorContains(t, err, "reconciler: BatchSize must be positive, got -1")
 	})
 
 	t.Run("Empty", func(t *testing.T) {
@@ -200,7 +207,7 @@ func TestReconciler(t *testing.T) {
 		t.Parallel()
 		reconciler, bundle := setup(t)
 		exec := db.Savepoint{Tx: bundle.tx}
-		creator := rides.NewCreator(exec, idempotency.NewEngine(exec, idempotency.Config{}), bundle.stripe, rides.Config{})
+		creator := ridestest.NewCreator(t, exec, nil, bundle.stripe)
 		create := func(user *db.User, raiseError bool) error {
 			_, err := creator.Create(ctx, &rides.Request{
 				IdempotencyKey: testfactory.KeyValue(),
@@ -416,7 +423,7 @@ func TestReconciler(t *testing.T) {
 	t.Run("Pagination", func(t *testing.T) {
 		t.Parallel()
 		reconciler, bundle := setup(t)
-		reconciler.batchSize = 7
+		reconciler.config.BatchSize = 7
 		const numRides = 250
 
 		// The oldest charge comes last in Stripe's list.
@@ -443,9 +450,9 @@ func TestReconciler(t *testing.T) {
 		_, bundle := setup(t)
 		server := httptest.NewServer(http.NotFoundHandler())
 		server.Close()
-		stripe := stripeclient.New(stripeclient.Config{APIBase: server.URL, APIKey: stripefaketest.APIKey})
+		stripe := ridestest.NewStripe(t, server.URL)
 
-		_, err := New(bundle.tx, stripe, nil).Run(ctx)
+		_, err := newReconciler(t, bundle.tx, stripe, nil).Run(ctx)
 		require.ErrorContains(t, err, "reconciling Stripe charges")
 	})
 }
@@ -508,4 +515,13 @@ func newUser(ctx context.Context, t *testing.T, tx pgx.Tx, stripe *stripeclient.
 	customerID, err := stripe.CustomerCreate(ctx, "rider@example.com", source)
 	require.NoError(t, err)
 	return testfactory.User(ctx, t, tx, &testfactory.UserOpts{StripeCustomerID: &customerID})
+}
+
+// newReconciler returns a reconciler, failing the test if config is
+// rejected.
+func newReconciler(t *testing.T, exec db.DBTX, stripe *stripeclient.Client, config *ReconcilerConfig) *Reconciler {
+	t.Helper()
+	reconciler, err := NewReconciler(exec, stripe, config)
+	require.NoError(t, err)
+	return reconciler
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/jobs"
 	"github.com/rocketrides/rocketrides/rides"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
@@ -131,16 +132,15 @@ func setupCrash(t *testing.T, point *crashPoint, isolation pgx.TxIsoLevel, crash
 	ctx := context.Background()
 	pool := dbtest.NewDatabase(t)
 	fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-	stripe := stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+	stripe := ridestest.NewStripe(t, baseURL)
 	email := "rider-" + testfactory.KeyValue() + "@example.com"
 	customerID, err := stripe.CustomerCreate(ctx, email, "tok_visa")
 	require.NoError(t, err)
-	crashedEngine := idempotency.NewEngine(pool, idempotency.Config{Hooks: point.hooks(fake, crash), Isolation: isolation})
 	return &crashBundle{
-		crashed:    rides.NewCreator(pool, crashedEngine, stripe, rides.Config{}),
+		crashed:    ridestest.NewCreator(t, pool, &idempotency.EngineConfig{Hooks: point.hooks(fake, crash), Isolation: isolation}, stripe),
 		fake:       fake,
 		pool:       pool,
-		recovering: rides.NewCreator(pool, idempotency.NewEngine(pool, idempotency.Config{Isolation: isolation}), stripe, rides.Config{}),
+		recovering: ridestest.NewCreator(t, pool, &idempotency.EngineConfig{Isolation: isolation}, stripe),
 		stripe:     stripe,
 		user:       testfactory.User(ctx, t, pool, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID}),
 	}
@@ -258,11 +258,12 @@ func recoverByCompleter(t *testing.T, bundle *crashBundle, _ *rides.Request, key
 		WHERE id = $1`, key.ID)
 
 	outcomes := make(chan string, 1)
-	completer := jobs.NewCompleter(bundle.pool, bundle.recovering, &jobs.CompleterConfig{
+	completer, err := jobs.NewCompleter(bundle.pool, bundle.recovering, &jobs.CompleterConfig{
 		Interval:    time.Hour, // one pass, then idle until cancelled
 		OutcomeFunc: func(outcome string) { outcomes <- outcome },
-	}, nil)
-	runService(t, completer.Start, func() {
+	})
+	require.NoError(t, err)
+	runService(t, completer, func() {
 		require.Equal(t, jobs.CompleterOutcomeFinished, waitFor(t, outcomes))
 	})
 	return nil
@@ -338,15 +339,16 @@ func requireReceiptSentOnce(t *testing.T, bundle *crashBundle, keyID int64) {
 	require.NoError(t, err)
 
 	mailer := &crashMailer{sent: make(chan *jobs.Receipt, 1)}
-	client, err := jobs.NewRiverClient(bundle.pool, &jobs.RiverClientConfig{Mailer: mailer, Work: true}, nil)
+	client, err := jobs.NewRiverClient(bundle.pool, &jobs.RiverClientConfig{Mailer: mailer, Work: true})
 	require.NoError(t, err)
 
 	enqueued := make(chan int, 1)
-	enqueuer := jobs.NewEnqueuer(bundle.pool, client, &jobs.EnqueuerConfig{
+	enqueuer, err := jobs.NewEnqueuer(bundle.pool, client, &jobs.EnqueuerConfig{
 		Interval:         time.Hour,
 		JobsEnqueuedFunc: func(n int) { enqueued <- n },
-	}, nil)
-	runService(t, enqueuer.Start, func() {
+	})
+	require.NoError(t, err)
+	runService(t, enqueuer, func() {
 		require.Equal(t, 1, waitFor(t, enqueued))
 	})
 	require.Zero(t, crashCount(t, bundle, "SELECT count(*) FROM staged_jobs"))
@@ -390,21 +392,18 @@ func (m *crashMailer) Receipts() []*jobs.Receipt {
 	return append([]*jobs.Receipt(nil), m.receipts...)
 }
 
-// runService runs a service's Start in a goroutine, calls during, then
-// cancels the service and waits for Start to return.
-func runService(t *testing.T, start func(ctx context.Context), during func()) {
+// crashService is a background service of package jobs.
+type crashService interface {
+	Start(ctx context.Context) error
+	Stop()
+}
+
+// runService starts service, calls during, then stops the service and waits
+// for it to finish.
+func runService(t *testing.T, service crashService, during func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		start(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	require.NoError(t, service.Start(context.Background()))
+	defer service.Stop()
 	during()
 }
 

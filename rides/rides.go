@@ -16,6 +16,7 @@
 package rides
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -100,8 +101,8 @@ type Request struct {
 	User *db.User
 }
 
-// Config configures a Creator.
-type Config struct {
+// CreatorConfig configures a Creator. Zero fields take their defaults.
+type CreatorConfig struct {
 	// Logger receives log lines. Nil discards them.
 	Logger *slog.Logger
 
@@ -112,9 +113,29 @@ type Config struct {
 	StripeIdempotencyWindow time.Duration
 }
 
+// withDefaults returns a copy of c (nil: the zero config) with every default
+// applied.
+func (c *CreatorConfig) withDefaults() *CreatorConfig {
+	var config CreatorConfig
+	if c != nil {
+		config = *c
+	}
+	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
+	config.StripeIdempotencyWindow = cmp.Or(config.StripeIdempotencyWindow, StripeIdempotencyWindowDefault)
+	return &config
+}
+
+// validate rejects settings the creator cannot run with.
+func (c *CreatorConfig) validate() error {
+	if c.StripeIdempotencyWindow < 0 {
+		return fmt.Errorf("StripeIdempotencyWindow must not be negative, got %s", c.StripeIdempotencyWindow)
+	}
+	return nil
+}
+
 // Creator creates rides. It is safe for concurrent use.
 type Creator struct {
-	config  Config
+	config  *CreatorConfig
 	engine  *idempotency.Engine
 	exec    db.Executor
 	logger  *slog.Logger
@@ -123,16 +144,18 @@ type Creator struct {
 }
 
 // NewCreator returns a Creator that runs its phases on engine, reads on
-// exec, and charges through stripe.
-func NewCreator(exec db.Executor, engine *idempotency.Engine, stripe *stripeclient.Client, config Config) *Creator {
-	if config.StripeIdempotencyWindow == 0 {
-		config.StripeIdempotencyWindow = StripeIdempotencyWindowDefault
+// exec, and charges through stripe. A nil config means every default.
+func NewCreator(exec db.Executor, engine *idempotency.Engine, stripe *stripeclient.Client, config *CreatorConfig) (*Creator, error) {
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("ride creator: %w", err)
 	}
-	logger := config.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &Creator{config: config, engine: engine, exec: exec, logger: logger, queries: db.New(), stripe: stripe}
+	return &Creator{config: config, engine: engine, exec: exec, logger: config.Logger, queries: db.New(), stripe: stripe}, nil
+}
+
+// Engine is the idempotency engine the creator runs its phases on.
+func (c *Creator) Engine() *idempotency.Engine {
+	return c.engine
 }
 
 // ErrUnknownUser means no user has the email a request authenticated with.
@@ -417,14 +440,6 @@ func finishWith(details *problem.Details) idempotency.PhaseFunc {
 	return func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
 		return idempotency.Finish(details.Status, details), nil
 	}
-}
-
-// ReceiptArgs are the arguments of a send_ride_receipt job.
-type ReceiptArgs struct {
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency"`
-	RideID   int64  `json:"ride_id"`
-	UserID   int64  `json:"user_id"`
 }
 
 // CreatedBody is the body of a 201 response.

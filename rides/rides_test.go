@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -15,7 +16,7 @@ import (
 	"github.com/rocketrides/rocketrides/db/testfactory"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/rides"
-	"github.com/rocketrides/rocketrides/stripeclient"
+	"github.com/rocketrides/rocketrides/rides/ridestest"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
 )
@@ -27,17 +28,17 @@ type testBundle struct {
 	user    *db.User
 }
 
-func setup(t *testing.T, engineConfig idempotency.Config) *testBundle {
+func setup(t *testing.T, engineConfig *idempotency.EngineConfig) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	exec := db.Savepoint{Tx: dbtest.Tx(ctx, t)}
 	fake, baseURL := stripefaketest.NewServer(t, stripefake.Config{})
-	stripe := stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+	stripe := ridestest.NewStripe(t, baseURL)
 	email := "rider-" + testfactory.KeyValue() + "@example.com"
 	customerID, err := stripe.CustomerCreate(ctx, email, "tok_visa")
 	require.NoError(t, err)
 	return &testBundle{
-		creator: rides.NewCreator(exec, idempotency.NewEngine(exec, engineConfig), stripe, rides.Config{}),
+		creator: ridestest.NewCreator(t, exec, engineConfig, stripe),
 		exec:    exec,
 		fake:    fake,
 		user:    testfactory.User(ctx, t, exec, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID}),
@@ -58,7 +59,7 @@ func TestCreate(t *testing.T) {
 
 	t.Run("CompleteResumesAbandonedKey", func(t *testing.T) {
 		t.Parallel()
-		bundle := setup(t, idempotency.Config{})
+		bundle := setup(t, nil)
 		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			RequestParams: []byte(`{"origin_lat": 1.5, "origin_lon": 2.5, "target_lat": 3.5, "target_lon": 4.5}`),
 		})
@@ -86,7 +87,7 @@ func TestCreate(t *testing.T) {
 	// must not start it over, with a new Stripe idempotency key.
 	t.Run("CompleteDoesNotRestartReapedKey", func(t *testing.T) {
 		t.Parallel()
-		bundle := setup(t, idempotency.Config{})
+		bundle := setup(t, nil)
 		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, nil)
 		_, err := bundle.exec.Exec(ctx, "DELETE FROM idempotency_keys WHERE id = $1", key.ID)
 		require.NoError(t, err)
@@ -105,7 +106,7 @@ func TestCreate(t *testing.T) {
 	// differently still matches itself.
 	t.Run("CompleteSendsStoredParams", func(t *testing.T) {
 		t.Parallel()
-		bundle := setup(t, idempotency.Config{})
+		bundle := setup(t, nil)
 		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			RequestParams: []byte(`{"origin_lat": 1, "origin_lon": 2, "target_lat": 3, "target_lon": 4, "note": "from an older version"}`),
 		})
@@ -124,7 +125,7 @@ func TestCreate(t *testing.T) {
 			failed bool
 			raced  bool
 		)
-		bundle = setup(t, idempotency.Config{
+		bundle = setup(t, &idempotency.EngineConfig{
 			Hooks: &idempotency.Hooks{BeforeCommit: func(_ context.Context, recoveryPoint string) error {
 				if recoveryPoint == rides.RecoveryPointRideCreated && !failed {
 					failed = true
@@ -170,4 +171,10 @@ func keyOf(t *testing.T, bundle *testBundle, value string) *db.IdempotencyKey {
 	key, err := db.New().IdempotencyKeyGetByID(ctx, bundle.exec, *row.KeyID)
 	require.NoError(t, err)
 	return key
+}
+
+func TestNewCreator(t *testing.T) {
+	t.Parallel()
+	_, err := rides.NewCreator(nil, nil, nil, &rides.CreatorConfig{StripeIdempotencyWindow: -time.Hour})
+	require.ErrorContains(t, err, "ride creator: StripeIdempotencyWindow must not be negative, got -1h0m0s")
 }

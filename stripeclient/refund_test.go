@@ -157,7 +157,8 @@ func TestRefundList(t *testing.T) {
 		err := client.RefundList(ctx, "ch_missing", func(*stripe.Refund) bool { return true })
 		require.NoError(t, err, "a filter on an unknown charge lists nothing")
 
-		unreachable := stripeclient.New(stripeclient.Config{APIBase: "http://127.0.0.1:1", APIKey: "sk_test_1"})
+		unreachable, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: "http://127.0.0.1:1", APIKey: "sk_test_1"})
+		require.NoError(t, err)
 		err = unreachable.RefundList(ctx, "", func(*stripe.Refund) bool { return true })
 		require.ErrorContains(t, err, "listing Stripe refunds")
 	})

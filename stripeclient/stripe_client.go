@@ -5,17 +5,19 @@
 package stripeclient
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 )
 
-// Defaults for Config.
+// Defaults of ClientConfig.
 const (
 	// APIBaseDefault is Stripe itself.
 	APIBaseDefault = stripe.APIURL
@@ -30,12 +32,12 @@ const (
 	maxIdleConnsPerHost = 64
 )
 
-// Config configures a Client.
-type Config struct {
+// ClientConfig configures a Client. Zero fields take their defaults.
+type ClientConfig struct {
 	// APIBase is where Stripe is. Empty means APIBaseDefault.
 	APIBase string
 
-	// APIKey is the secret key.
+	// APIKey is the secret key. It is required.
 	APIKey string
 
 	// Timeout bounds each call, connection included. Zero means
@@ -43,34 +45,58 @@ type Config struct {
 	Timeout time.Duration
 }
 
+// withDefaults returns a copy of c (nil: the zero config) with every default
+// applied.
+func (c *ClientConfig) withDefaults() *ClientConfig {
+	var config ClientConfig
+	if c != nil {
+		config = *c
+	}
+	config.APIBase = cmp.Or(config.APIBase, APIBaseDefault)
+	config.Timeout = cmp.Or(config.Timeout, TimeoutDefault)
+	return &config
+}
+
+// validate rejects settings the client cannot call Stripe with.
+func (c *ClientConfig) validate() error {
+	if c.APIKey == "" {
+		return errors.New("APIKey is required")
+	}
+	if u, err := url.Parse(c.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("APIBase must be an http or https URL, got %q", c.APIBase)
+	}
+	if c.Timeout < 0 {
+		//lint:ignore ST1005 it starts with the config field it names
+		return fmt.Errorf("Timeout must not be negative, got %s", c.Timeout)
+	}
+	return nil
+}
+
 // Client calls Stripe. It is safe for concurrent use.
 type Client struct {
 	api *client.API
 }
 
-// New returns a client for the Stripe at config.APIBase. It never retries on
-// its own: an indeterminate failure goes back to the caller, whose retry
-// sends the same idempotency key.
-func New(config Config) *Client {
-	apiBase := config.APIBase
-	if apiBase == "" {
-		apiBase = APIBaseDefault
-	}
-	timeout := config.Timeout
-	if timeout == 0 {
-		timeout = TimeoutDefault
+// NewClient returns a client for the Stripe at config.APIBase. A nil config
+// is rejected for want of an APIKey. The client never retries on its own: an
+// indeterminate failure goes back to the caller, whose retry sends the same
+// idempotency key.
+func NewClient(config *ClientConfig) (*Client, error) {
+	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("stripe client: %w", err)
 	}
 	// Keep a connection per concurrent request alive: the default transport
 	// keeps two, and a new connection to Stripe costs a TLS handshake.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	backends := stripe.NewBackendsWithConfig(&stripe.BackendConfig{
-		HTTPClient:        &http.Client{Timeout: timeout, Transport: transport},
+		HTTPClient:        &http.Client{Timeout: config.Timeout, Transport: transport},
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 		MaxNetworkRetries: stripe.Int64(0),
-		URL:               stripe.String(apiBase),
+		URL:               stripe.String(config.APIBase),
 	})
-	return &Client{api: client.New(config.APIKey, backends)}
+	return &Client{api: client.New(config.APIKey, backends)}, nil
 }
 
 // ChargeParams is a charge to create.

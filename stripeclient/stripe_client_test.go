@@ -42,7 +42,30 @@ func chargeParams(customer, idempotencyKey string) *stripeclient.ChargeParams {
 func newFakeClient(t *testing.T, config stripefake.Config) (*stripefake.Server, *stripeclient.Client) {
 	t.Helper()
 	fake, baseURL := stripefaketest.NewServer(t, config)
-	return fake, stripeclient.New(stripeclient.Config{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+	return fake, newClient(t, &stripeclient.ClientConfig{APIBase: baseURL, APIKey: stripefaketest.APIKey})
+}
+
+// newClient returns a client, failing the test if config is rejected.
+func newClient(t *testing.T, config *stripeclient.ClientConfig) *stripeclient.Client {
+	t.Helper()
+	client, err := stripeclient.NewClient(config)
+	require.NoError(t, err)
+	return client
+}
+
+func TestNewClient(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		config *stripeclient.ClientConfig
+		want   string
+	}{
+		{nil, "stripe client: APIKey is required"},
+		{&stripeclient.ClientConfig{APIKey: "sk_test_1", APIBase: "127.0.0.1:12111"}, "APIBase must be an http or https URL"},
+		{&stripeclient.ClientConfig{APIKey: "sk_test_1", Timeout: -time.Second}, "Timeout must not be negative"},
+	} {
+		_, err := stripeclient.NewClient(tt.config)
+		require.ErrorContains(t, err, tt.want)
+	}
 }
 
 // TestStripeMock checks that Stripe's official mock, which validates
@@ -50,7 +73,7 @@ func newFakeClient(t *testing.T, config stripefake.Config) (*stripefake.Server, 
 func TestStripeMock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	client := stripeclient.New(stripeclient.Config{APIBase: startStripeMock(t), APIKey: "sk_test_123"})
+	client := newClient(t, &stripeclient.ClientConfig{APIBase: startStripeMock(t), APIKey: "sk_test_123"})
 
 	customer, err := client.CustomerCreate(ctx, "rider@example.com", "tok_visa")
 	require.NoError(t, err)
@@ -195,7 +218,7 @@ func TestClassifyFromWire(t *testing.T) {
 		t.Parallel()
 		server := httptest.NewServer(http.NotFoundHandler())
 		server.Close()
-		client := stripeclient.New(stripeclient.Config{APIBase: server.URL, APIKey: stripefaketest.APIKey})
+		client := newClient(t, &stripeclient.ClientConfig{APIBase: server.URL, APIKey: stripefaketest.APIKey})
 		_, err := client.ChargeCreate(ctx, chargeParams("cus_1", "key-refused"))
 		require.Error(t, err)
 		outcome, _ := stripeclient.Classify(err)
@@ -208,7 +231,7 @@ func TestClassifyFromWire(t *testing.T) {
 		server := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-unblock }))
 		t.Cleanup(server.Close)
 		t.Cleanup(func() { close(unblock) })
-		client := stripeclient.New(stripeclient.Config{APIBase: server.URL, APIKey: stripefaketest.APIKey, Timeout: 50 * time.Millisecond})
+		client := newClient(t, &stripeclient.ClientConfig{APIBase: server.URL, APIKey: stripefaketest.APIKey, Timeout: 50 * time.Millisecond})
 		_, err := client.ChargeCreate(ctx, chargeParams("cus_1", "key-timeout"))
 		require.Error(t, err)
 		outcome, _ := stripeclient.Classify(err)

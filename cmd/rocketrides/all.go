@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/jobs"
-	"github.com/rocketrides/rocketrides/metrics"
 )
 
 type allCmd struct {
@@ -28,68 +26,93 @@ type allCmd struct {
 	NoSimulator bool  `help:"Run everything but the simulator."`
 }
 
-// Run seeds the demo users, then runs every process in this one, as the
-// original's Procfile did, until ctx is done; then it stops them all: the API finishes the requests in
+// Run runs every process in this one, as the original's Procfile did, until
+// ctx is done; then it stops them all: the API finishes the requests in
 // flight, the background services finish the key or batch at hand, and
 // River lets running jobs finish. If one part fails (the API's port is
 // taken), the others stop too.
+//
+// The steps, in order: Stripe (the built-in fake when STRIPE_API_KEY is
+// unset), the process's pool, metrics and creator, the demo users seeded in
+// that Stripe, every part built (a bad setting stops here), the background
+// services, River's workers, the API and the simulator.
 func (c *allCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger("all")
-	pool, err := g.pool(ctx, c.DBMaxConns)
+	stripe, _, err := newStripe(ctx, g, &c.stripeFlags)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	m := metrics.New()
-	creator, err := newCreator(ctx, g, pool, &c.phaseFlags, &c.stripeFlags, true, m, g.logger("api"))
+	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "all", phase: &c.phaseFlags, stripe: stripe})
 	if err != nil {
 		return err
 	}
-	river, err := jobs.NewRiverClient(pool, &jobs.RiverClientConfig{ReceiptSentFunc: m.ReceiptSent, Work: true}, g.logger("worker"))
+	defer p.close()
+	if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
+		return err
+	}
+	server, err := api.NewServer(p.creator, &api.ServerConfig{Logger: g.logger("api"), Metrics: p.metrics, Ready: p.pool.Ping})
 	if err != nil {
 		return err
 	}
-	if err := river.Start(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("starting River: %w", err)
+	completer, err := c.completer(p, g.logger("completer"))
+	if err != nil {
+		return err
 	}
-	defer stopRiver(river, g.logger("worker"))
-	adminServer, err := c.startAdmin(ctx, river, m, g.logger("admin"))
+	reaper, err := c.reaper(p, g.logger("reaper"))
+	if err != nil {
+		return err
+	}
+	river, err := newRiver(p, g.logger("worker"))
+	if err != nil {
+		return err
+	}
+	enqueuer, err := c.enqueuer(p, river, g.logger("enqueuer"))
+	if err != nil {
+		return err
+	}
+	var simulator *jobs.Simulator
+	if !c.NoSimulator {
+		if simulator, err = c.simulator("http://"+c.addr(), 0, g.logger("simulator")); err != nil {
+			return err
+		}
+	}
+
+	group, ctx := errgroup.WithContext(ctx)
+	services := []service{completer, enqueuer, reaper}
+	for _, s := range services {
+		if err := s.Start(ctx); err != nil {
+			return err
+		}
+		defer s.Stop()
+	}
+	if err := startRiver(ctx, river); err != nil {
+		return err
+	}
+	adminServer, err := c.startAdmin(ctx, river, p.metrics, g.logger("admin"))
 	if err != nil {
 		return err
 	}
 	defer adminServer.Stop()
-
-	group, ctx := errgroup.WithContext(ctx)
 	group.Go(func() error {
-		server := api.NewServer(creator, api.Config{Logger: g.logger("api"), Metrics: m, Ready: pool.Ping})
 		return api.Serve(ctx, c.addr(), server, g.logger("api"))
 	})
-	services := map[string]func(context.Context){
-		"completer": c.completer(pool, creator, c.LockTimeout, m, g.logger("completer")).Start,
-		"enqueuer":  c.enqueuer(pool, river, m, g.logger("enqueuer")).Start,
-		"reaper":    c.reaper(pool, m, g.logger("reaper")).Start,
-	}
-	if !c.NoSimulator {
-		simulator, err := c.simulator("http://"+c.addr(), 0, g.logger("simulator"))
-		if err != nil {
-			return err
-		}
-		services["simulator"] = func(ctx context.Context) {
+	if simulator != nil {
+		group.Go(func() error {
 			if waitHealthy(ctx, "http://"+c.addr()+"/healthz") && simulator.Start(ctx) == nil {
 				<-ctx.Done()
 				simulator.Stop()
 			}
-		}
-	}
-	for name, start := range services {
-		group.Go(func() error {
-			start(ctx)
-			g.logger(name).InfoContext(ctx, name+": stopped")
 			return nil
 		})
 	}
-	logger.InfoContext(ctx, "all: running", slog.String("api", "http://"+c.addr()), slog.Bool("simulator", !c.NoSimulator))
-	return group.Wait()
+	p.logger.InfoContext(ctx, "all: running", slog.String("api", "http://"+c.addr()), slog.Bool("simulator", !c.NoSimulator))
+	err = group.Wait()
+	for _, s := range services {
+		s.Stop()
+	}
+	stopRiver(river, g.logger("worker"))
+	adminServer.Stop()
+	p.logger.Info("all: stopped")
+	return err
 }
 
 // waitHealthy polls url until it answers 200, for up to ten seconds, and

@@ -7,7 +7,6 @@ import (
 
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/jobs"
-	"github.com/rocketrides/rocketrides/metrics"
 )
 
 type apiCmd struct {
@@ -29,28 +28,36 @@ func (f *apiFlags) addr() string {
 	return net.JoinHostPort(f.APIHost, strconv.Itoa(f.APIPort))
 }
 
+// Run serves the API until ctx is done. With the built-in Stripe fake it
+// first seeds the demo users in it.
 func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger("api")
-	pool, err := g.pool(ctx, c.DBMaxConns)
+	stripe, fake, err := newStripe(ctx, g, &c.stripeFlags)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	m := metrics.New()
-	creator, err := newCreator(ctx, g, pool, &c.phaseFlags, &c.stripeFlags, false, m, logger)
+	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "api", phase: &c.phaseFlags, stripe: stripe})
 	if err != nil {
 		return err
+	}
+	defer p.close()
+	if fake {
+		if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
+			return err
+		}
 	}
 	// Insert-only (no workers): River UI's view of the jobs.
-	riverClient, err := jobs.NewRiverClient(pool, nil, logger)
+	riverClient, err := jobs.NewRiverClient(p.pool, &jobs.RiverClientConfig{Logger: p.logger})
 	if err != nil {
 		return err
 	}
-	adminServer, err := c.startAdmin(ctx, riverClient, m, logger)
+	adminServer, err := c.startAdmin(ctx, riverClient, p.metrics, g.logger("admin"))
 	if err != nil {
 		return err
 	}
 	defer adminServer.Stop()
-	server := api.NewServer(creator, api.Config{Logger: logger, Metrics: m, Ready: pool.Ping})
-	return api.Serve(ctx, c.addr(), server, logger)
+	server, err := api.NewServer(p.creator, &api.ServerConfig{Logger: p.logger, Metrics: p.metrics, Ready: p.pool.Ping})
+	if err != nil {
+		return err
+	}
+	return api.Serve(ctx, c.addr(), server, p.logger)
 }

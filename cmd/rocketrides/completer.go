@@ -5,11 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/rocketrides/rocketrides/jobs"
-	"github.com/rocketrides/rocketrides/metrics"
-	"github.com/rocketrides/rocketrides/rides"
 )
 
 type completerCmd struct {
@@ -28,29 +24,39 @@ type completerFlags struct {
 	CompleterLastRunThreshold time.Duration `env:"COMPLETER_LAST_RUN_THRESHOLD" default:"60s" help:"How long after its last run a key is left alone; doubles with each run of the key."`
 }
 
-func (f *completerFlags) completer(pool *pgxpool.Pool, creator *rides.Creator, lockTimeout time.Duration, m *metrics.Metrics, logger *slog.Logger) *jobs.Completer {
-	return jobs.NewCompleter(pool, creator, &jobs.CompleterConfig{
+// completer builds the completer on p's pool and creator, logging to
+// logger.
+func (f *completerFlags) completer(p *process, logger *slog.Logger) (*jobs.Completer, error) {
+	return jobs.NewCompleter(p.pool, p.creator, &jobs.CompleterConfig{
 		Grace:            f.CompleterGrace,
 		Interval:         f.CompleterInterval,
 		LastRunThreshold: f.CompleterLastRunThreshold,
-		LockTimeout:      lockTimeout,
-		OutcomeFunc:      m.CompleterOutcome,
-	}, logger)
+		Logger:           logger,
+		OutcomeFunc:      p.metrics.CompleterOutcome,
+	})
 }
 
+// Run drives abandoned requests until ctx is done. With the built-in Stripe
+// fake it first seeds the demo users in it.
 func (c *completerCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger("completer")
-	pool, err := g.pool(ctx, c.DBMaxConns)
+	stripe, fake, err := newStripe(ctx, g, &c.stripeFlags)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	m := metrics.New()
-	creator, err := newCreator(ctx, g, pool, &c.phaseFlags, &c.stripeFlags, false, m, logger)
+	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "completer", phase: &c.phaseFlags, stripe: stripe})
 	if err != nil {
 		return err
 	}
-	serveMetrics(ctx, c.MetricsPort, m, logger)
-	c.completer(pool, creator, c.LockTimeout, m, logger).Start(ctx)
-	return nil
+	defer p.close()
+	completer, err := c.completer(p, p.logger)
+	if err != nil {
+		return err
+	}
+	if fake {
+		if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
+			return err
+		}
+	}
+	p.serveMetrics(ctx, c.MetricsPort)
+	return runService(ctx, completer)
 }

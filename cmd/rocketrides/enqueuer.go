@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/rocketrides/rocketrides/jobs"
-	"github.com/rocketrides/rocketrides/metrics"
 )
 
 // riverStopTimeout is how long a stopping process waits for River's running
@@ -29,39 +28,53 @@ type enqueuerFlags struct {
 	EnqueuerInterval time.Duration `env:"ENQUEUER_INTERVAL" default:"5s" help:"Pause after a pass that did not find a full batch of staged jobs."`
 }
 
-func (f *enqueuerFlags) enqueuer(pool *pgxpool.Pool, client *river.Client[pgx.Tx], m *metrics.Metrics, logger *slog.Logger) *jobs.Enqueuer {
-	return jobs.NewEnqueuer(pool, client, &jobs.EnqueuerConfig{
+// enqueuer builds the enqueuer on p's pool, inserting with client and
+// logging to logger.
+func (f *enqueuerFlags) enqueuer(p *process, client *river.Client[pgx.Tx], logger *slog.Logger) (*jobs.Enqueuer, error) {
+	return jobs.NewEnqueuer(p.pool, client, &jobs.EnqueuerConfig{
 		Interval:         f.EnqueuerInterval,
-		JobsEnqueuedFunc: m.JobsEnqueued,
-	}, logger)
+		JobsEnqueuedFunc: p.metrics.JobsEnqueued,
+		Logger:           logger,
+	})
+}
+
+// newRiver builds the River client that works jobs, on p's pool. The
+// caller starts it with startRiver and stops it with stopRiver.
+func newRiver(p *process, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+	return jobs.NewRiverClient(p.pool, &jobs.RiverClientConfig{Logger: logger, ReceiptSentFunc: p.metrics.ReceiptSent, Work: true})
+}
+
+// startRiver starts client. River's context is not ctx: cancelling it would
+// cancel running jobs at once; stopRiver stops River gently.
+func startRiver(ctx context.Context, client *river.Client[pgx.Tx]) error {
+	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("starting River: %w", err)
+	}
+	return nil
 }
 
 // Run moves staged jobs into River and works them (sends the receipts) in
 // the same process, until ctx is done.
 func (c *enqueuerCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger("enqueuer")
-	pool, err := g.pool(ctx, c.DBMaxConns)
+	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "enqueuer"})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	m := metrics.New()
-	serveMetrics(ctx, c.MetricsPort, m, logger)
-
-	client, err := jobs.NewRiverClient(pool, &jobs.RiverClientConfig{ReceiptSentFunc: m.ReceiptSent, Work: true}, logger)
+	defer p.close()
+	client, err := newRiver(p, p.logger)
 	if err != nil {
 		return err
 	}
-	// River's context is not ctx: cancelling it would cancel running jobs
-	// at once. stopRiver stops River gently once the enqueuer has stopped.
-	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
+	enqueuer, err := c.enqueuer(p, client, p.logger)
+	if err != nil {
 		return err
 	}
-	defer stopRiver(client, logger)
-
-	logger.InfoContext(ctx, "enqueuer: started", slog.Duration("interval", c.EnqueuerInterval))
-	c.enqueuer(pool, client, m, logger).Start(ctx)
-	return nil
+	if err := startRiver(ctx, client); err != nil {
+		return err
+	}
+	defer stopRiver(client, p.logger)
+	p.serveMetrics(ctx, c.MetricsPort)
+	return runService(ctx, enqueuer)
 }
 
 // stopRiver stops client, letting its running jobs finish for up to

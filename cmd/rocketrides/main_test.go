@@ -116,6 +116,19 @@ func TestBinary(t *testing.T) {
 		require.Contains(t, output.String(), "admin: stopped")
 	})
 
+	// A setting a constructor rejects is one line naming it, and exit 1.
+	t.Run("BadSettingIsOneLine", func(t *testing.T) {
+		t.Parallel()
+		databaseURL := dbtest.NewDatabaseURL(t)
+		cmd := exec.Command(binary, "completer", "--completer-interval=-1s")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL, "STRIPE_API_KEY=sk_test_unused", "STRIPE_API_BASE=http://127.0.0.1:1")
+		out, err := cmd.CombinedOutput()
+		var exitErr *exec.ExitError
+		require.ErrorAs(t, err, &exitErr, string(out))
+		require.Equal(t, 1, exitErr.ExitCode(), string(out))
+		require.Equal(t, "rocketrides: completer: Interval must not be negative, got -1s", strings.TrimSpace(string(out)))
+	})
+
 	// all starts every process, serves, and stops cleanly on SIGINT.
 	t.Run("AllStartsAndStops", func(t *testing.T) {
 		t.Parallel()
@@ -158,9 +171,11 @@ func TestBinary(t *testing.T) {
 			t.Fatal("all did not stop within 15s of SIGINT")
 		}
 		require.Contains(t, output.String(), "api: shutting down")
-		for _, process := range []string{"admin", "completer", "enqueuer", "reaper", "simulator"} {
+		for _, process := range []string{"admin", "completer", "enqueuer", "reaper", "simulator", "all"} {
 			require.Contains(t, output.String(), process+": stopped", "process %s", process)
 		}
+		require.Contains(t, output.String(), `msg="completer: started" process=completer grace=5m0s interval=100ms last_run_threshold=1m0s lock_timeout=1m30s batch_size=1000`)
+		require.Contains(t, output.String(), `msg="seed: user created" process=seed`, "seeding is tagged as its own step")
 	})
 }
 

@@ -5,10 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/rocketrides/rocketrides/jobs"
-	"github.com/rocketrides/rocketrides/metrics"
 )
 
 type reaperCmd struct {
@@ -24,23 +21,27 @@ type reaperFlags struct {
 	ReaperInterval time.Duration `env:"REAPER_INTERVAL" default:"5s" help:"Pause after a pass that deleted fewer keys than a full batch."`
 }
 
-func (f *reaperFlags) reaper(pool *pgxpool.Pool, m *metrics.Metrics, logger *slog.Logger) *jobs.Reaper {
-	return jobs.NewReaper(pool, &jobs.ReaperConfig{
+// reaper builds the reaper on p's pool, logging to logger.
+func (f *reaperFlags) reaper(p *process, logger *slog.Logger) (*jobs.Reaper, error) {
+	return jobs.NewReaper(p.pool, &jobs.ReaperConfig{
 		Horizon:    f.ReaperHorizon,
 		Interval:   f.ReaperInterval,
-		ReapedFunc: m.KeysReaped,
-	}, logger)
+		Logger:     logger,
+		ReapedFunc: p.metrics.KeysReaped,
+	})
 }
 
+// Run deletes old keys until ctx is done.
 func (c *reaperCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger("reaper")
-	pool, err := g.pool(ctx, c.DBMaxConns)
+	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "reaper"})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	m := metrics.New()
-	serveMetrics(ctx, c.MetricsPort, m, logger)
-	c.reaper(pool, m, logger).Start(ctx)
-	return nil
+	defer p.close()
+	reaper, err := c.reaper(p, p.logger)
+	if err != nil {
+		return err
+	}
+	p.serveMetrics(ctx, c.MetricsPort)
+	return runService(ctx, reaper)
 }

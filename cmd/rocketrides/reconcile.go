@@ -25,17 +25,20 @@ func (c *reconcileCmd) Run(ctx context.Context, g *Globals) error {
 	if c.StripeAPIKey == "" {
 		return errNoStripeKey
 	}
-	logger := g.logger("reconcile")
-	pool, err := g.pool(ctx, 2)
+	stripe, _, err := newStripe(ctx, g, &c.stripeFlags)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	stripe, _, err := c.client(ctx, g, logger)
+	p, err := newProcess(ctx, g, &processConfig{maxConns: 2, name: "reconcile", stripe: stripe})
 	if err != nil {
 		return err
 	}
-	report, err := reconcile.New(pool, stripe, logger).Run(ctx)
+	defer p.close()
+	reconciler, err := reconcile.NewReconciler(p.pool, p.stripe, &reconcile.ReconcilerConfig{Logger: p.logger})
+	if err != nil {
+		return err
+	}
+	report, err := reconciler.Run(ctx)
 	if err != nil {
 		return err
 	}

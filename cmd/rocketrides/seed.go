@@ -16,18 +16,19 @@ type seedCmd struct {
 	stripeFlags
 }
 
+// Run seeds the demo users in the Stripe that STRIPE_API_KEY names (or in a
+// built-in fake, which forgets them when the command ends).
 func (c *seedCmd) Run(ctx context.Context, g *Globals) error {
-	logger := g.logger("seed")
-	pool, err := g.pool(ctx, 2)
+	stripe, _, err := newStripe(ctx, g, &c.stripeFlags)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	stripe, _, err := c.client(ctx, g, logger)
+	p, err := newProcess(ctx, g, &processConfig{maxConns: 2, name: "seed", stripe: stripe})
 	if err != nil {
 		return err
 	}
-	return seedUsers(ctx, pool, stripe, logger)
+	defer p.close()
+	return seedUsers(ctx, p.pool, p.stripe, p.logger)
 }
 
 // demoUsers are the original's two users: one whose card works, one whose
