@@ -76,10 +76,9 @@ func NewServer(creator *rides.Creator, config Config) *Server {
 			logger.ErrorContext(c.Request().Context(), "api: panic", slog.String("error", err.Error()), slog.String("stack", string(stack)))
 			return err
 		},
-	}))
+	}), allowMethods)
 
 	s.echo.POST(rides.RequestPath, s.createRide)
-	s.echo.OPTIONS(rides.RequestPath, methodNotAllowed) // not Echo's 204
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
 	if config.Metrics != nil {
@@ -167,12 +166,6 @@ func readParams(r *http.Request) (*rideParams, error) {
 	default:
 		return nil, errUnsupportedMediaType
 	}
-}
-
-// methodNotAllowed answers 405 for a route that exists under another method.
-func methodNotAllowed(c echo.Context) error {
-	c.Response().Header().Set(echo.HeaderAllow, http.MethodPost)
-	return echo.ErrMethodNotAllowed
 }
 
 func (s *Server) healthz(c echo.Context) error {
