@@ -60,8 +60,12 @@ func (e *ParamError) Error() string { return e.Message }
 
 // Bodies that do not parse at all.
 var (
-	errMalformedForm = errors.New("request body is not a valid form")
-	errMalformedJSON = errors.New("request body is not a JSON object")
+	// errBodyUnreadable wraps the error of reading the body: the client
+	// sent it too slowly for the server's read timeout, ended it before its
+	// Content-Length, or broke its chunked encoding.
+	errBodyUnreadable = errors.New("reading request body")
+	errMalformedForm  = errors.New("request body is not a valid form")
+	errMalformedJSON  = errors.New("request body is not a JSON object")
 )
 
 // rideParams is a parsed POST /rides body.

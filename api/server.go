@@ -149,7 +149,7 @@ func readParams(r *http.Request) (*rideParams, error) {
 		if errors.As(err, &maxBytesErr) {
 			return nil, errBodyTooLarge
 		}
-		return nil, fmt.Errorf("reading request body: %w", err)
+		return nil, fmt.Errorf("%w: %w", errBodyUnreadable, err)
 	}
 	mediaType := "application/x-www-form-urlencoded"
 	if header := r.Header.Get(echo.HeaderContentType); header != "" {
