@@ -59,12 +59,15 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		details    *problem.Details
 		httpErr    *echo.HTTPError
 		paramErr   *ParamError
+		ambiguous  errAmbiguousHeader
 		keyErr     errKey
 		problemErr *problem.Details
 	)
 	switch {
 	case errors.As(err, &problemErr):
 		return problemErr, 0
+	case errors.As(err, &ambiguous):
+		return problem.New(http.StatusBadRequest, "ambiguous-header", ambiguous.Error()), 0
 	case errors.As(err, &keyErr):
 		return problem.New(http.StatusBadRequest, "invalid-idempotency-key", keyErr.Error()), 0
 	case errors.As(err, &paramErr):

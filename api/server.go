@@ -97,11 +97,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // runs, or replays.
 func (s *Server) createRide(c echo.Context) error {
 	ctx := c.Request().Context()
-	email := c.Request().Header.Get(echo.HeaderAuthorization)
-	if email == "" {
-		return errAuthRequired
+	email, err := readAuthorization(c.Request().Header)
+	if err != nil {
+		return err
 	}
-	key, keyErr := ParseIdempotencyKey(c.Request().Header.Get("Idempotency-Key"))
+	key, keyErr := readIdempotencyKey(c.Request().Header)
 	user, known, err := s.creator.Authenticate(ctx, email, key)
 	if err != nil {
 		return err
