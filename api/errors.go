@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -58,16 +59,26 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		details    *problem.Details
 		httpErr    *echo.HTTPError
 		paramErr   *ParamError
+		ambiguous  errAmbiguousHeader
 		keyErr     errKey
 		problemErr *problem.Details
 	)
 	switch {
 	case errors.As(err, &problemErr):
 		return problemErr, 0
+	case errors.As(err, &ambiguous):
+		return problem.New(http.StatusBadRequest, "ambiguous-header", ambiguous.Error()), 0
 	case errors.As(err, &keyErr):
 		return problem.New(http.StatusBadRequest, "invalid-idempotency-key", keyErr.Error()), 0
 	case errors.As(err, &paramErr):
 		return problem.New(http.StatusUnprocessableEntity, "invalid-parameter", paramErr.Message), 0
+	case errors.Is(err, errBodyUnreadable):
+		s.logger.InfoContext(ctx, "api: request body unreadable", slog.String("error", err.Error()))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return problem.New(http.StatusRequestTimeout, "request-timeout", "The request body did not arrive within the server's read timeout."), 0
+		}
+		return problem.New(http.StatusBadRequest, "malformed-body",
+			"The request body could not be read: it ended before its Content-Length, or its chunked encoding is malformed or cut short."), 0
 	case errors.Is(err, errMalformedJSON):
 		return problem.New(http.StatusBadRequest, "malformed-body", "The request body must be a JSON object."), 0
 	case errors.Is(err, errMalformedForm):

@@ -15,9 +15,9 @@ import (
 )
 
 // FuzzParseIdempotencyKey checks the header's parser on any input: it
-// never panics, a key it accepts is 20 to 255 printable ASCII characters,
-// the header itself or its content between double quotes, and a header it
-// rejects gives an error and no key.
+// never panics, a key it accepts is 20 to 255 printable ASCII characters
+// without a comma, the header itself or its content between double quotes,
+// and a header it rejects gives an error and no key.
 func FuzzParseIdempotencyKey(f *testing.F) {
 	valid := strings.Repeat("a", api.IdempotencyKeyMinLength)
 	for _, seed := range []string{
@@ -39,6 +39,10 @@ func FuzzParseIdempotencyKey(f *testing.F) {
 		valid + "é",
 		valid + "\xff",
 		"3f2b8a34-6cbc-4c9d-9a3e-5a1f0c7d2e11",
+		valid + ", " + valid,
+		valid + "," + valid,
+		`"` + valid + `", "` + valid + `"`,
+		`"` + valid + "," + valid + `"`,
 	} {
 		f.Add(seed)
 	}
@@ -52,6 +56,7 @@ func FuzzParseIdempotencyKey(f *testing.F) {
 		}
 		require.GreaterOrEqual(t, len(key), api.IdempotencyKeyMinLength)
 		require.LessOrEqual(t, len(key), api.IdempotencyKeyMaxLength)
+		require.NotContains(t, key, ",", "a comma is a list of keys")
 		for i := range len(key) {
 			require.True(t, key[i] >= 0x20 && key[i] <= 0x7e, "byte %d of %q is not printable ASCII", i, key)
 		}
@@ -65,7 +70,8 @@ func FuzzParseIdempotencyKey(f *testing.F) {
 
 // FuzzCreateRide drives POST /rides, the real handler over a rolled-back
 // transaction and a fake Stripe, with fuzzed credentials (from a small
-// set), Idempotency-Key, Content-Type and body. Whatever comes in, the
+// set), Idempotency-Key (one header line per line of the fuzzed key),
+// Content-Type and body. Whatever comes in, the
 // server never panics and never answers 5xx, except the 500 that
 // raise_error asks for; every answer but a 201 is a 4xx problem with its
 // four members, whose status is the HTTP status.
@@ -126,6 +132,30 @@ func FuzzCreateRide(f *testing.F) {
 		{authUser, key, jsonType, `{"origin_lat": 0,`},
 		{authUser, key, jsonType, `[0, 0, 0, 0]`},
 		{authUser, key, jsonType, `null`},
+		{authTwoLines, key, formType, form},
+		{authList, key, formType, form},
+		{authTwoLines, "short", "text/plain", "x"},
+		{authUser, key + "\n" + key, formType, form},
+		{authUser, key + "\n" + key + "x", formType, form},
+		{authUser, key + ", " + key, formType, form},
+		{authUser, `"` + key + `", "` + key + `"`, formType, form},
+		{authUnknown, key + "\n" + key, formType, form},
+		{authUser, key + "\nshort", formType, form + "&pad=" + strings.Repeat("x", api.MaxBodyBytesDefault)},
+		{authUser, key, formType, form + "&origin_lat=1"},
+		{authUser, key, formType, form + "&target_lon="},
+		{authUser, key, formType, form + "&raise_error=true&raise_error=true"},
+		{authUser, key, formType, form + "&note=a&note=b"},
+		{authUser, key, formType, "origin_lat=1_0&origin_lon=0&target_lat=0&target_lon=0"},
+		{authUser, key, formType, "origin_lat=0x1p-2&origin_lon=0&target_lat=0&target_lon=0"},
+		{authUser, key, formType, "origin_lat=%2B1&origin_lon=0&target_lat=0&target_lon=0"},
+		{authUser, key, formType, "origin_lat=01&origin_lon=.5&target_lat=1.&target_lon=1e"},
+		{authUser, key, formType, "origin_lat=1e-400&origin_lon=0&target_lat=0&target_lon=0"},
+		{authUser, key, formType, "origin_lat=1e-310&origin_lon=-0&target_lat=0e-400&target_lon=1.5E%2B1"},
+		{authUser, key, jsonType, `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "origin_lat": 1}`},
+		{authUser, key, jsonType, `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "raise_error": true, "raise_error": true}`},
+		{authUser, key, jsonType, `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "note": {"origin_lat": 1}}`},
+		{authUser, key, jsonType, `{"origin_lat": 0, "origin_lon": 0, "target_lat": 1e-400, "target_lon": 0}`},
+		{authUser, key, jsonType, `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0} {}`},
 	} {
 		f.Add(seed.auth, seed.key, seed.contentType, []byte(seed.body))
 	}
@@ -139,9 +169,20 @@ func FuzzCreateRide(f *testing.F) {
 			authUnknown:  "nobody@example.com",
 			authNotUTF8:  "rider\xff@example.com",
 			authNUL:      "rider\x00@example.com",
+			authTwoLines: bundle.user.Email,
+			authList:     bundle.user.Email + ", nobody@example.com",
 		}[int(auth)%numAuths]
 
-		recorder := bundle.serve(newRequest(email, key, contentType, string(body)))
+		r := newRequest(email, "", contentType, string(body))
+		if int(auth)%numAuths == authTwoLines {
+			r.Header.Add("Authorization", bundle.declined.Email)
+		}
+		if key != "" {
+			for line := range strings.SplitSeq(key, "\n") {
+				r.Header.Add("Idempotency-Key", line)
+			}
+		}
+		recorder := bundle.serve(r)
 
 		if recorder.Code == http.StatusCreated {
 			require.Equal(t, "application/json", recorder.Header().Get("Content-Type"))
@@ -170,6 +211,8 @@ const (
 	authUnknown         // an email no user has
 	authNotUTF8         // not UTF-8: no email PostgreSQL can compare
 	authNUL             // a NUL byte, which PostgreSQL's text cannot hold
+	authTwoLines        // two Authorization lines: the user's and another
+	authList            // the user's email and another in one line
 	numAuths
 )
 

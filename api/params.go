@@ -1,10 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
+	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,8 +26,12 @@ func (e errKey) Error() string { return string(e) }
 
 // ParseIdempotencyKey validates an Idempotency-Key header: 20 to 255
 // printable ASCII characters, given bare or as an RFC 8941 string (in double
-// quotes, as the IETF draft writes it), whose quotes are stripped.
+// quotes, as the IETF draft writes it), whose quotes are stripped. A key
+// holds no comma, quoted or not: a comma is two keys merged into one line.
 func ParseIdempotencyKey(header string) (string, error) {
+	if strings.Contains(header, ",") {
+		return "", errAmbiguousHeader{name: headerIdempotencyKey, list: true}
+	}
 	key := header
 	if len(key) >= 2 && key[0] == '"' && key[len(key)-1] == '"' {
 		key = key[1 : len(key)-1]
@@ -60,8 +65,12 @@ func (e *ParamError) Error() string { return e.Message }
 
 // Bodies that do not parse at all.
 var (
-	errMalformedForm = errors.New("request body is not a valid form")
-	errMalformedJSON = errors.New("request body is not a JSON object")
+	// errBodyUnreadable wraps the error of reading the body: the client
+	// sent it too slowly for the server's read timeout, ended it before its
+	// Content-Length, or broke its chunked encoding.
+	errBodyUnreadable = errors.New("reading request body")
+	errMalformedForm  = errors.New("request body is not a valid form")
+	errMalformedJSON  = errors.New("request body is not a JSON object")
 )
 
 // rideParams is a parsed POST /rides body.
@@ -92,13 +101,16 @@ func parseForm(body []byte) (*rideParams, error) {
 	var parsed rideParams
 	targets := parsed.targets()
 	for i, coordinate := range coordinates {
+		if len(values[coordinate.name]) > 1 {
+			return nil, repeated(coordinate.name)
+		}
 		raw := strings.TrimSpace(values.Get(coordinate.name))
 		if raw == "" {
 			return nil, missing(coordinate.name)
 		}
-		value, err := strconv.ParseFloat(raw, 64)
+		value, err := parseNumber(coordinate.name, raw)
 		if err != nil {
-			return nil, notANumber(coordinate.name)
+			return nil, err
 		}
 		if err := checkCoordinate(i, value); err != nil {
 			return nil, err
@@ -106,6 +118,9 @@ func parseForm(body []byte) (*rideParams, error) {
 		*targets[i] = value
 	}
 	if values.Has("raise_error") {
+		if len(values["raise_error"]) > 1 {
+			return nil, repeated("raise_error")
+		}
 		switch values.Get("raise_error") {
 		case "true":
 			parsed.raiseError = true
@@ -122,20 +137,23 @@ func parseForm(body []byte) (*rideParams, error) {
 // parseJSON parses a JSON body: an object with the four coordinates as
 // numbers and, optionally, raise_error as a boolean.
 func parseJSON(body []byte) (*rideParams, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
-		return nil, errMalformedJSON
+	fields, repeats, err := jsonObject(body)
+	if err != nil {
+		return nil, err
 	}
 	var parsed rideParams
 	targets := parsed.targets()
 	for i, coordinate := range coordinates {
+		if repeats[coordinate.name] {
+			return nil, repeated(coordinate.name)
+		}
 		raw, ok := fields[coordinate.name]
 		if !ok || string(raw) == "null" {
 			return nil, missing(coordinate.name)
 		}
-		var value float64
-		if err := json.Unmarshal(raw, &value); err != nil {
-			return nil, notANumber(coordinate.name)
+		value, err := parseNumber(coordinate.name, string(raw))
+		if err != nil {
+			return nil, err
 		}
 		if err := checkCoordinate(i, value); err != nil {
 			return nil, err
@@ -143,11 +161,115 @@ func parseJSON(body []byte) (*rideParams, error) {
 		*targets[i] = value
 	}
 	if raw, ok := fields["raise_error"]; ok {
+		if repeats["raise_error"] {
+			return nil, repeated("raise_error")
+		}
 		if err := json.Unmarshal(raw, &parsed.raiseError); err != nil || string(raw) == "null" {
 			return nil, notABoolean("raise_error")
 		}
 	}
 	return &parsed, nil
+}
+
+// jsonObject reads body, which must be one JSON object, into its members,
+// and reports the names given more than once (encoding/json would keep the
+// last one silently).
+func jsonObject(body []byte) (map[string]json.RawMessage, map[string]bool, error) {
+	decoder := json.NewDecoder(bytes.NewReader(body))
+	if token, err := decoder.Token(); err != nil || token != json.Delim('{') {
+		return nil, nil, errMalformedJSON
+	}
+	fields := make(map[string]json.RawMessage)
+	repeats := make(map[string]bool)
+	for decoder.More() {
+		token, err := decoder.Token()
+		name, ok := token.(string) // in an object, the token before a value is its name
+		if err != nil || !ok {
+			return nil, nil, errMalformedJSON
+		}
+		var value json.RawMessage
+		if err := decoder.Decode(&value); err != nil {
+			return nil, nil, errMalformedJSON
+		}
+		if _, ok := fields[name]; ok {
+			repeats[name] = true
+		}
+		fields[name] = value
+	}
+	if _, err := decoder.Token(); err != nil { // the closing brace
+		return nil, nil, errMalformedJSON
+	}
+	if _, err := decoder.Token(); !errors.Is(err, io.EOF) {
+		return nil, nil, errMalformedJSON
+	}
+	return fields, repeats, nil
+}
+
+// parseNumber parses a parameter's number, in plain decimal notation as
+// JSON writes numbers (RFC 8259 section 6), in a form as in JSON: no Go
+// literals (1_0, 0x1p-2), no NaN or infinities, no leading plus or zeros.
+// A number a double cannot hold, too large (1e400) or so small that it
+// would become zero (1e-400), is refused rather than rounded.
+func parseNumber(name, raw string) (float64, error) {
+	if !isDecimal(raw) {
+		return 0, notANumber(name)
+	}
+	value, err := strconv.ParseFloat(raw, 64)
+	if err != nil { // out of range: the only error a decimal can give
+		return 0, notANumber(name)
+	}
+	mantissa := raw
+	if i := strings.IndexAny(raw, "eE"); i >= 0 {
+		mantissa = raw[:i]
+	}
+	if value == 0 && strings.ContainsAny(mantissa, "123456789") {
+		return 0, notANumber(name)
+	}
+	return value, nil
+}
+
+// isDecimal reports whether s is a number in JSON's grammar: an optional
+// minus, an integer part without leading zeros, an optional fraction and an
+// optional exponent.
+func isDecimal(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		i = skipDigits(s, i)
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		start := i + 1
+		if i = skipDigits(s, start); i == start {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		if i = skipDigits(s, i); i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// skipDigits returns the index of the first byte at or after i in s that
+// is not a decimal digit.
+func skipDigits(s string, i int) int {
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 func (p *rideParams) targets() []*float64 {
@@ -156,9 +278,6 @@ func (p *rideParams) targets() []*float64 {
 
 func checkCoordinate(i int, value float64) error {
 	coordinate := coordinates[i]
-	if math.IsNaN(value) || math.IsInf(value, 0) {
-		return notANumber(coordinate.name)
-	}
 	if value < -coordinate.limit || value > coordinate.limit {
 		return &ParamError{
 			Param:   coordinate.name,
@@ -170,6 +289,10 @@ func checkCoordinate(i int, value float64) error {
 
 func missing(name string) error {
 	return &ParamError{Param: name, Message: fmt.Sprintf("Please specify parameter '%s'.", name)}
+}
+
+func repeated(name string) error {
+	return &ParamError{Param: name, Message: fmt.Sprintf("Parameter '%s' must be given once.", name)}
 }
 
 func notANumber(name string) error {

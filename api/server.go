@@ -94,10 +94,9 @@ func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 			logger.ErrorContext(c.Request().Context(), "api: panic", slog.String("error", err.Error()), slog.String("stack", string(stack)))
 			return err
 		},
-	}))
+	}), allowMethods)
 
 	s.echo.POST(rides.RequestPath, s.createRide)
-	s.echo.OPTIONS(rides.RequestPath, methodNotAllowed) // not Echo's 204
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
 	return s, nil
@@ -113,11 +112,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // runs, or replays.
 func (s *Server) createRide(c echo.Context) error {
 	ctx := c.Request().Context()
-	email := c.Request().Header.Get(echo.HeaderAuthorization)
-	if email == "" {
-		return errAuthRequired
+	email, err := readAuthorization(c.Request().Header)
+	if err != nil {
+		return err
 	}
-	key, keyErr := ParseIdempotencyKey(c.Request().Header.Get("Idempotency-Key"))
+	key, keyErr := readIdempotencyKey(c.Request().Header)
 	user, known, err := s.creator.Authenticate(ctx, email, key)
 	if err != nil {
 		return err
@@ -165,7 +164,7 @@ func readParams(r *http.Request) (*rideParams, error) {
 		if errors.As(err, &maxBytesErr) {
 			return nil, errBodyTooLarge
 		}
-		return nil, fmt.Errorf("reading request body: %w", err)
+		return nil, fmt.Errorf("%w: %w", errBodyUnreadable, err)
 	}
 	mediaType := "application/x-www-form-urlencoded"
 	if header := r.Header.Get(echo.HeaderContentType); header != "" {
@@ -182,12 +181,6 @@ func readParams(r *http.Request) (*rideParams, error) {
 	default:
 		return nil, errUnsupportedMediaType
 	}
-}
-
-// methodNotAllowed answers 405 for a route that exists under another method.
-func methodNotAllowed(c echo.Context) error {
-	c.Response().Header().Set(echo.HeaderAllow, http.MethodPost)
-	return echo.ErrMethodNotAllowed
 }
 
 func (s *Server) healthz(c echo.Context) error {

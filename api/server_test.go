@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/db/testfactory"
 	"github.com/rocketrides/rocketrides/idempotency"
+	"github.com/rocketrides/rocketrides/metrics"
 	"github.com/rocketrides/rocketrides/rides"
 	"github.com/rocketrides/rocketrides/stripeclient"
 )
@@ -567,6 +570,35 @@ func TestRoutes(t *testing.T) {
 		bundle := setup(t, nil)
 		for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodOptions} {
 			requireProblem(t, bundle.serve(httptest.NewRequest(method, rides.RequestPath, nil)), http.StatusMethodNotAllowed, "method-not-allowed")
+		}
+	})
+
+	// Every route, those added later included, answers a method it does
+	// not have, OPTIONS among them, with the same 405 and the same Allow:
+	// the route's methods.
+	t.Run("AllowListsTheRouteMethods", func(t *testing.T) {
+		t.Parallel()
+		bundle := setup(t, &setupOpts{api: &api.ServerConfig{Metrics: metrics.New()}})
+		routeMethods := make(map[string][]string)
+		for _, route := range bundle.server.Routes() {
+			routeMethods[route.Path] = append(routeMethods[route.Path], route.Method)
+		}
+		require.Contains(t, routeMethods, "/metrics")
+		for path, methods := range routeMethods {
+			// A path parameter (":id") takes any value.
+			target := regexp.MustCompile(`:[^/]+`).ReplaceAllString(path, "1")
+			var tried int
+			for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace} {
+				if slices.Contains(methods, method) {
+					continue
+				}
+				tried++
+				recorder := bundle.serve(httptest.NewRequest(method, target, nil))
+				requireProblem(t, recorder, http.StatusMethodNotAllowed, "method-not-allowed")
+				allow := strings.Split(recorder.Header().Get("Allow"), ", ")
+				require.ElementsMatch(t, methods, allow, "%s %s", method, path)
+			}
+			require.NotZero(t, tried, path)
 		}
 	})
 
