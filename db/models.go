@@ -53,6 +53,17 @@ type Ride struct {
 	UserID           int64     `json:"user_id"`
 }
 
+type RideCancellation struct {
+	ID               int64      `json:"id"`
+	CreatedAt        time.Time  `json:"created_at"`
+	RideID           int64      `json:"ride_id"`
+	IdempotencyKeyID *int64     `json:"idempotency_key_id"`
+	Reason           *string    `json:"reason"`
+	StripeRefundID   *string    `json:"stripe_refund_id"`
+	CancelledAt      *time.Time `json:"cancelled_at"`
+	UserID           int64      `json:"user_id"`
+}
+
 type StagedJob struct {
 	ID        int64           `json:"id"`
 	JobName   string          `json:"job_name"`
