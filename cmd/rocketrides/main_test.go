@@ -84,6 +84,19 @@ func TestBinary(t *testing.T) {
 		require.Equal(t, 1, strings.Count(strings.TrimSpace(out), "\n")+1, "one line: %s", out)
 	})
 
+	t.Run("NoCommandPrintsUsage", func(t *testing.T) {
+		t.Parallel()
+		out, err := exec.Command(binary).CombinedOutput()
+		var exitErr *exec.ExitError
+		require.ErrorAs(t, err, &exitErr, string(out))
+		require.Equal(t, 2, exitErr.ExitCode(), string(out))
+		require.Contains(t, string(out), "Usage: rocketrides <command>")
+		for _, command := range []string{"all", "api", "migrate", "reconcile"} {
+			require.Regexp(t, `(?m)^\s+`+command+`\s`, string(out), "the usage lists %s", command)
+		}
+		require.NotContains(t, string(out), "expected one of")
+	})
+
 	// all starts every process, serves, and stops cleanly on SIGINT.
 	t.Run("AllStartsAndStops", func(t *testing.T) {
 		t.Parallel()
