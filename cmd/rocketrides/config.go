@@ -15,6 +15,7 @@ import (
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/metrics"
+	"github.com/rocketrides/rocketrides/migrations"
 	"github.com/rocketrides/rocketrides/rides"
 	"github.com/rocketrides/rocketrides/stripeclient"
 	"github.com/rocketrides/rocketrides/stripefake"
@@ -39,9 +40,22 @@ func (g *Globals) logger(process string) *slog.Logger {
 	return slog.New(handler).With(slog.String("process", process))
 }
 
-// pool connects to the database.
+// pool connects to the database and checks that it is migrated, so that a
+// process fails at start-up, saying to run `rocketrides migrate up`, rather
+// than at its first query.
 func (g *Globals) pool(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
-	return db.NewPool(ctx, g.DatabaseURL, maxConns)
+	pool, err := db.NewPool(ctx, g.DatabaseURL, maxConns)
+	if db.IsUndefinedDatabase(err) {
+		return nil, fmt.Errorf("%w: run `rocketrides migrate up`, which creates it", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.CheckApplied(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }
 
 // stripeFlags say where Stripe is.

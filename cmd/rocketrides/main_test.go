@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +98,34 @@ func TestBinary(t *testing.T) {
 		require.NotContains(t, string(out), "expected one of")
 	})
 
+	// A process that needs the schema says, in its one-line error, what to
+	// run, whether the database was never migrated or does not exist.
+	t.Run("UnmigratedDatabase", func(t *testing.T) {
+		t.Parallel()
+		unmigrated := emptyDatabaseURL(t)
+		missing := databaseURLNamed(t, "rocketrides_test_missing_"+strconv.FormatInt(time.Now().UnixNano(), 36))
+		for _, test := range []struct {
+			databaseURL, want string
+		}{
+			{unmigrated, "the database is not migrated (ours: 0 of 1 applied, River's: 0 of "},
+			{missing, "does not exist (SQLSTATE 3D000): run `rocketrides migrate up`, which creates it"},
+		} {
+			for _, args := range [][]string{{"api", "--api-port", strconv.Itoa(freePort(t))}, {"completer"}, {"enqueuer"}, {"reaper"}} {
+				out, err := command(t, binary, test.databaseURL, args...)
+				require.Error(t, err, out)
+				require.Contains(t, out, test.want, "%s", args[0])
+				require.Contains(t, out, "run `rocketrides migrate up`", "%s", args[0])
+				require.Equal(t, 1, strings.Count(strings.TrimSpace(out), "\n")+1, "one line: %s", out)
+			}
+		}
+
+		out, err := command(t, binary, unmigrated, "migrate", "up")
+		require.NoError(t, err, out)
+		out, err = command(t, binary, unmigrated, "migrate", "status")
+		require.NoError(t, err, out)
+		require.NotContains(t, out, "pending")
+	})
+
 	// all starts every process, serves, and stops cleanly on SIGINT.
 	t.Run("AllStartsAndStops", func(t *testing.T) {
 		t.Parallel()
@@ -138,4 +167,29 @@ func TestBinary(t *testing.T) {
 			require.Contains(t, output.String(), process+": stopped", "process %s", process)
 		}
 	})
+}
+
+// emptyDatabaseURL creates a database that was never migrated on the test
+// server, dropped when the test ends, and returns its URL.
+func emptyDatabaseURL(t *testing.T) string {
+	t.Helper()
+	name := "rocketrides_test_empty_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	pool := dbtest.Pool(t)
+	_, err := pool.Exec(context.Background(), "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := pool.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+		require.NoError(t, err)
+	})
+	return databaseURLNamed(t, name)
+}
+
+// databaseURLNamed is the test database's URL with the database name
+// replaced.
+func databaseURLNamed(t *testing.T, name string) string {
+	t.Helper()
+	parsed, err := url.Parse(dbtest.DatabaseURL())
+	require.NoError(t, err)
+	parsed.Path = "/" + name
+	return parsed.String()
 }
