@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rocketrides/rocketrides/db/dbtest"
@@ -103,7 +104,7 @@ func TestBinary(t *testing.T) {
 	t.Run("UnmigratedDatabase", func(t *testing.T) {
 		t.Parallel()
 		unmigrated := emptyDatabaseURL(t)
-		missing := databaseURLNamed(t, "rocketrides_test_missing_"+strconv.FormatInt(time.Now().UnixNano(), 36))
+		missing := databaseURLNamed(t, "rocketrides_test_missing_"+strconv.FormatInt(time.Now().UnixNano(), 36)) // never created
 		for _, test := range []struct {
 			databaseURL, want string
 		}{
@@ -170,15 +171,17 @@ func TestBinary(t *testing.T) {
 }
 
 // emptyDatabaseURL creates a database that was never migrated on the test
-// server, dropped when the test ends, and returns its URL.
+// server, named after the test database (so that test-clean finds it),
+// dropped when the test ends, and returns its URL.
 func emptyDatabaseURL(t *testing.T) string {
 	t.Helper()
-	name := "rocketrides_test_empty_" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	pool := dbtest.Pool(t)
-	_, err := pool.Exec(context.Background(), "CREATE DATABASE "+name)
+	name := pool.Config().ConnConfig.Database + "_empty_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	identifier := pgx.Identifier{name}.Sanitize()
+	_, err := pool.Exec(context.Background(), "CREATE DATABASE "+identifier)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		_, err := pool.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+		_, err := pool.Exec(context.Background(), "DROP DATABASE "+identifier+" WITH (FORCE)")
 		require.NoError(t, err)
 	})
 	return databaseURLNamed(t, name)
