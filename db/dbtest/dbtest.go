@@ -203,9 +203,9 @@ func riverVersion() string {
 // Clean drops what the test suite leaves on the server of databaseURL: the
 // test database itself and the databases named after it (NAME_*, which
 // tests create for a moment), pgtestdb's templates and the databases of
-// failed tests (testdb_tpl_*), and pgtestdb's role (pgtdbuser). It returns what it
-// dropped. It refuses a test database whose name lacks "test", in case
-// databaseURL names a database of value.
+// failed tests (testdb_tpl_*), and pgtestdb's role (pgtdbuser). It returns
+// what it dropped. It refuses a test database whose name lacks "test", in
+// case databaseURL names a database of value.
 func Clean(ctx context.Context, databaseURL string) ([]string, error) {
 	config, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
@@ -222,10 +222,9 @@ func Clean(ctx context.Context, databaseURL string) ([]string, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	// Instances first (ORDER BY ... DESC), their template after.
 	escaped := strings.NewReplacer(`\`, `\\`, `_`, `\_`, `%`, `\%`).Replace(testDatabase)
 	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database
-		WHERE datname = $1 OR datname LIKE $2 OR datname LIKE 'testdb\_tpl\_%' ORDER BY datname DESC`,
+		WHERE datname = $1 OR datname LIKE $2 OR datname LIKE 'testdb\_tpl\_%' ORDER BY datname`,
 		testDatabase, escaped+`\_%`)
 	if err != nil {
 		return nil, fmt.Errorf("listing test databases: %w", err)
