@@ -10,6 +10,7 @@ import (
 // SQLSTATE codes that the application handles.
 const (
 	codeDeadlockDetected     = "40P01"
+	codeInvalidCatalogName   = "3D000"
 	codeSerializationFailure = "40001"
 	codeUniqueViolation      = "23505"
 )
@@ -40,6 +41,12 @@ func IsUniqueViolation(err error, constraint string) bool {
 		return false
 	}
 	return constraint == "" || pgErr.ConstraintName == constraint
+}
+
+// IsUndefinedDatabase reports whether err means that the database to
+// connect to does not exist (SQLSTATE 3D000).
+func IsUndefinedDatabase(err error) bool {
+	return hasCode(err, codeInvalidCatalogName)
 }
 
 // IsRetryable reports whether a transaction that failed with err can simply

@@ -2,6 +2,7 @@ package migrations
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,6 +85,45 @@ func Down(ctx context.Context, pool *pgxpool.Pool, all bool, logger *slog.Logger
 		}
 		return nil
 	})
+}
+
+// ErrNotApplied means that the database lacks migrations that this binary
+// has: it was never migrated, or it was before an upgrade.
+var ErrNotApplied = errors.New("the database is not migrated")
+
+// CheckApplied returns an error wrapping ErrNotApplied, with how many
+// migrations are applied and what to run, unless every migration, ours and
+// River's, is applied. Processes that need the schema call it at start-up, so
+// that they fail with this rather than at their first query.
+func CheckApplied(ctx context.Context, pool *pgxpool.Pool) error {
+	provider, err := newProvider(pool)
+	if err != nil {
+		return err
+	}
+	statuses, err := provider.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("reading migration status: %w", err)
+	}
+	applied := 0
+	for _, status := range statuses {
+		if status.State == goose.StateApplied {
+			applied++
+		}
+	}
+	riverMigrator, err := newRiverMigrator(pool)
+	if err != nil {
+		return err
+	}
+	existing, err := riverMigrator.ExistingVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("reading River's migration status: %w", err)
+	}
+	riverApplied, riverAll := len(existing), len(riverMigrator.AllVersions())
+	if applied == len(statuses) && riverApplied >= riverAll {
+		return nil
+	}
+	return fmt.Errorf("%w (ours: %d of %d applied, River's: %d of %d): run `rocketrides migrate up`",
+		ErrNotApplied, applied, len(statuses), riverApplied, riverAll)
 }
 
 // Status writes each of our migrations and whether it is applied to out,

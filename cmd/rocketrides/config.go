@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rocketrides/rocketrides/db"
+	"github.com/rocketrides/rocketrides/migrations"
 )
 
 // Globals are the settings every subcommand shares.
@@ -23,6 +30,24 @@ func (g *Globals) logger(process string) *slog.Logger {
 		handler = slog.NewJSONHandler(os.Stderr, options)
 	}
 	return slog.New(handler).With(slog.String("process", process))
+}
+
+// pool connects to the database and checks that it is migrated, so that a
+// process fails at start-up, saying to run `rocketrides migrate up`, rather
+// than at its first query.
+func (g *Globals) pool(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
+	pool, err := db.NewPool(ctx, g.DatabaseURL, maxConns)
+	if db.IsUndefinedDatabase(err) {
+		return nil, fmt.Errorf("%w: run `rocketrides migrate up`, which creates it", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.CheckApplied(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }
 
 // stripeFlags say where Stripe is.

@@ -32,6 +32,19 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "rocketrides:", err)
 		return 2
 	}
+	if len(args) == 0 {
+		// No command: the usage says what there is, kong's error only
+		// "expected one of ...". A usage error, so on stderr with status 2.
+		parser.Stdout = os.Stderr
+		kctx, err := kong.Trace(parser, nil)
+		if err == nil {
+			err = kctx.PrintUsage(false)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rocketrides:", err)
+		}
+		return 2
+	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		parser.Errorf("%s", err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rocketrides/rocketrides/db/dbtest"
@@ -129,6 +131,47 @@ func TestBinary(t *testing.T) {
 		require.Equal(t, "rocketrides: completer: Interval must not be negative, got -1s", strings.TrimSpace(string(out)))
 	})
 
+	t.Run("NoCommandPrintsUsage", func(t *testing.T) {
+		t.Parallel()
+		out, err := exec.Command(binary).CombinedOutput()
+		var exitErr *exec.ExitError
+		require.ErrorAs(t, err, &exitErr, string(out))
+		require.Equal(t, 2, exitErr.ExitCode(), string(out))
+		require.Contains(t, string(out), "Usage: rocketrides <command>")
+		for _, command := range []string{"all", "api", "migrate", "reconcile"} {
+			require.Regexp(t, `(?m)^\s+`+command+`\s`, string(out), "the usage lists %s", command)
+		}
+		require.NotContains(t, string(out), "expected one of")
+	})
+
+	// A process that needs the schema says, in its one-line error, what to
+	// run, whether the database was never migrated or does not exist.
+	t.Run("UnmigratedDatabase", func(t *testing.T) {
+		t.Parallel()
+		unmigrated := emptyDatabaseURL(t)
+		missing := databaseURLNamed(t, "rocketrides_test_missing_"+strconv.FormatInt(time.Now().UnixNano(), 36)) // never created
+		for _, test := range []struct {
+			databaseURL, want string
+		}{
+			{unmigrated, "the database is not migrated (ours: 0 of "},
+			{missing, "does not exist (SQLSTATE 3D000): run `rocketrides migrate up`, which creates it"},
+		} {
+			for _, args := range [][]string{{"api", "--api-port", strconv.Itoa(freePort(t))}, {"completer"}, {"enqueuer"}, {"reaper"}} {
+				out, err := command(t, binary, test.databaseURL, args...)
+				require.Error(t, err, out)
+				require.Contains(t, out, test.want, "%s", args[0])
+				require.Contains(t, out, "run `rocketrides migrate up`", "%s", args[0])
+				require.Equal(t, 1, strings.Count(strings.TrimSpace(out), "\n")+1, "one line: %s", out)
+			}
+		}
+
+		out, err := command(t, binary, unmigrated, "migrate", "up")
+		require.NoError(t, err, out)
+		out, err = command(t, binary, unmigrated, "migrate", "status")
+		require.NoError(t, err, out)
+		require.NotContains(t, out, "pending")
+	})
+
 	// all starts every process, serves, and stops cleanly on SIGINT.
 	t.Run("AllStartsAndStops", func(t *testing.T) {
 		t.Parallel()
@@ -192,4 +235,31 @@ func httpGet(url string) (int, string) {
 		return 0, err.Error()
 	}
 	return response.StatusCode, string(body)
+}
+
+// emptyDatabaseURL creates a database that was never migrated on the test
+// server, named after the test database (so that test-clean finds it),
+// dropped when the test ends, and returns its URL.
+func emptyDatabaseURL(t *testing.T) string {
+	t.Helper()
+	pool := dbtest.Pool(t)
+	name := pool.Config().ConnConfig.Database + "_empty_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	identifier := pgx.Identifier{name}.Sanitize()
+	_, err := pool.Exec(context.Background(), "CREATE DATABASE "+identifier)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := pool.Exec(context.Background(), "DROP DATABASE "+identifier+" WITH (FORCE)")
+		require.NoError(t, err)
+	})
+	return databaseURLNamed(t, name)
+}
+
+// databaseURLNamed is the test database's URL with the database name
+// replaced.
+func databaseURLNamed(t *testing.T, name string) string {
+	t.Helper()
+	parsed, err := url.Parse(dbtest.DatabaseURL())
+	require.NoError(t, err)
+	parsed.Path = "/" + name
+	return parsed.String()
 }

@@ -20,7 +20,7 @@ func (c *migrateCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
-	pool, err := db.NewPool(ctx, g.DatabaseURL, 2)
+	pool, err := db.NewPool(ctx, g.DatabaseURL, 2) // not g.pool: it wants the schema migrated
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,7 @@ type processConfig struct {
 // newProcess connects to the database and builds what config asks for. The
 // caller closes it.
 func newProcess(ctx context.Context, g *Globals, config *processConfig) (*process, error) {
-	pool, err := db.NewPool(ctx, g.DatabaseURL, config.maxConns)
+	pool, err := g.pool(ctx, config.maxConns)
 	if err != nil {
 		return nil, err
 	}

@@ -199,3 +199,62 @@ func riverVersion() string {
 	}
 	return ""
 }
+
+// Clean drops what the test suite leaves on the server of databaseURL: the
+// test database itself and the databases named after it (NAME_*, which
+// tests create for a moment), pgtestdb's templates and the databases of
+// failed tests (testdb_tpl_*), and pgtestdb's role (pgtdbuser). It returns
+// what it dropped. It refuses a test database whose name lacks "test", in
+// case databaseURL names a database of value.
+func Clean(ctx context.Context, databaseURL string) ([]string, error) {
+	config, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing test database URL: %w", err)
+	}
+	testDatabase := config.Database
+	if !strings.Contains(testDatabase, "test") {
+		return nil, fmt.Errorf("refusing to drop database %q: the name of a test database contains \"test\"", testDatabase)
+	}
+	config.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, config)
+	if err != nil {
+		return nil, fmt.Errorf("database server unreachable at %s: %w", db.RedactURL(databaseURL), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	escaped := strings.NewReplacer(`\`, `\\`, `_`, `\_`, `%`, `\%`).Replace(testDatabase)
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database
+		WHERE datname = $1 OR datname LIKE $2 OR datname LIKE 'testdb\_tpl\_%' ORDER BY datname`,
+		testDatabase, escaped+`\_%`)
+	if err != nil {
+		return nil, fmt.Errorf("listing test databases: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("listing test databases: %w", err)
+	}
+	var dropped []string
+	for _, name := range names {
+		identifier := pgx.Identifier{name}.Sanitize()
+		// pgtestdb marks its templates as such, and a template cannot be dropped.
+		if _, err := conn.Exec(ctx, "ALTER DATABASE "+identifier+" IS_TEMPLATE false"); err != nil {
+			return dropped, fmt.Errorf("unmarking template database %s: %w", name, err)
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+identifier+" WITH (FORCE)"); err != nil {
+			return dropped, fmt.Errorf("dropping database %s: %w", name, err)
+		}
+		dropped = append(dropped, "database "+name)
+	}
+	var roleExists bool
+	role := pgtestdb.DefaultRoleUsername
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", role).Scan(&roleExists); err != nil {
+		return dropped, fmt.Errorf("looking for role %s: %w", role, err)
+	}
+	if roleExists {
+		if _, err := conn.Exec(ctx, "DROP ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+			return dropped, fmt.Errorf("dropping role %s: %w", role, err)
+		}
+		dropped = append(dropped, "role "+role)
+	}
+	return dropped, nil
+}
