@@ -156,7 +156,10 @@ func TestBinary(t *testing.T) {
 			{unmigrated, "the database is not migrated (ours: 0 of "},
 			{missing, "does not exist (SQLSTATE 3D000): run `rocketrides migrate up`, which creates it"},
 		} {
-			for _, args := range [][]string{{"api", "--api-port", strconv.Itoa(freePort(t))}, {"completer"}, {"enqueuer"}, {"reaper"}} {
+			// A Stripe key, so that no built-in fake announces itself
+			// before the database is opened.
+			const stripeKey = "--stripe-api-key=sk_test_unused"
+			for _, args := range [][]string{{"api", "--api-port", strconv.Itoa(freePort(t)), stripeKey}, {"completer", stripeKey}, {"enqueuer"}, {"reaper"}} {
 				out, err := command(t, binary, test.databaseURL, args...)
 				require.Error(t, err, out)
 				require.Contains(t, out, test.want, "%s", args[0])
