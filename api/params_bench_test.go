@@ -94,7 +94,7 @@ func BenchmarkServeReplay(b *testing.B) {
 	require.NoError(b, err)
 	stripe, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: "http://127.0.0.1:1", APIKey: "sk_test_unused"}) // a replay never calls it
 	require.NoError(b, err)
-	creator, err := rides.NewCreator(exec, engine, stripe, nil)
+	creator, err := rides.NewCreator(exec, engine, stripe, &rides.CreatorConfig{AuthMode: rides.AuthModeDemo})
 	require.NoError(b, err)
 	server, err := NewServer(creator, nil)
 	require.NoError(b, err)
