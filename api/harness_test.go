@@ -39,7 +39,7 @@ var authModes = []rides.AuthMode{rides.AuthModeDemo, rides.AuthModeAPIKey}
 
 // forEachAuthMode runs test in parallel, once in each of authModes, as the
 // subtests auth=demo and auth=api_key; setup, called under either, builds
-// its server in that mode, and the bundle's credentials (auth) are of that
+// its server in that mode, and the bundle's credentials (authOf) are of that
 // mode.
 func forEachAuthMode(t *testing.T, test func(t *testing.T)) {
 	t.Parallel()

@@ -146,13 +146,12 @@ func (s *Simulator) Start(ctx context.Context) error {
 	if s.config.Rate > 0 {
 		pace = slog.Float64("rate", s.config.Rate)
 	}
-	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: started",
-		slog.String("api_url", s.client.BaseURL()),
-		slog.String("email", s.config.Email),
-		slog.Bool("api_key", s.config.APIKey != ""),
-		pace,
-		slog.Duration("summary_interval", s.config.SummaryInterval),
-	)
+	attrs := []slog.Attr{slog.String("api_url", s.client.BaseURL()), slog.String("email", s.config.Email)}
+	if s.config.APIKey != "" {
+		attrs = append(attrs, slog.String("auth", "api_key"))
+	}
+	attrs = append(attrs, pace, slog.Duration("summary_interval", s.config.SummaryInterval))
+	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: started", attrs...)
 	go func() {
 		defer close(done)
 		s.run(ctx)
