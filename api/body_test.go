@@ -26,6 +26,10 @@ import (
 // socket: each is the client's mistake, answered with a 4xx problem and
 // logged at info, never a 500.
 func TestUnreadableBody(t *testing.T) {
+	forEachAuthMode(t, testUnreadableBody)
+}
+
+func testUnreadableBody(t *testing.T) {
 	t.Parallel()
 
 	// A slow body waits out a short read timeout; other bodies get a long
@@ -72,7 +76,7 @@ func TestUnreadableBody(t *testing.T) {
 			t.Cleanup(func() { conn.Close() })
 			_, err = io.WriteString(conn, "POST "+rides.RequestPath+" HTTP/1.1\r\n"+
 				"Host: rocketrides.test\r\n"+
-				"Authorization: "+bundle.user.Email+"\r\n"+
+				"Authorization: "+bundle.authOf(bundle.user)+"\r\n"+
 				"Idempotency-Key: "+testfactory.KeyValue()+"\r\n"+
 				"Content-Type: application/x-www-form-urlencoded\r\n"+
 				tt.framing+"\r\n\r\n"+tt.body)

@@ -29,6 +29,10 @@ import (
 // database of its own, at both isolation levels: one ride, one charge,
 // every answer 201 or 409, and a retry replays the 201.
 func TestCreateRideConcurrent(t *testing.T) {
+	forEachAuthMode(t, testCreateRideConcurrent)
+}
+
+func testCreateRideConcurrent(t *testing.T) {
 	t.Parallel()
 	const numRequests = 50
 
@@ -45,7 +49,7 @@ func TestCreateRideConcurrent(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range recorders {
 				wg.Go(func() {
-					r := newFormRequest(bundle.user.Email, value, validForm())
+					r := newFormRequest(bundle.authOf(bundle.user), value, validForm())
 					<-start
 					recorders[i] = bundle.serve(r)
 				})
@@ -91,6 +95,10 @@ func TestCreateRideConcurrent(t *testing.T) {
 // Stripe is being called: the key phase has committed, the key is locked,
 // and none of the server's connections is in a transaction.
 func TestCreateRideNoTransactionDuringCharge(t *testing.T) {
+	forEachAuthMode(t, testCreateRideNoTransactionDuringCharge)
+}
+
+func testCreateRideNoTransactionDuringCharge(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.NewDatabase(t)
@@ -136,6 +144,10 @@ func TestCreateRideNoTransactionDuringCharge(t *testing.T) {
 // predicate locks share index pages); the engine retries those conflicts
 // and never answers them.
 func TestCreateRideDistinctKeysConcurrent(t *testing.T) {
+	forEachAuthMode(t, testCreateRideDistinctKeysConcurrent)
+}
+
+func testCreateRideDistinctKeysConcurrent(t *testing.T) {
 	t.Parallel()
 	const (
 		numRequests = 1000
@@ -167,6 +179,10 @@ func TestCreateRideDistinctKeysConcurrent(t *testing.T) {
 // through both, while requests with distinct keys are split between them:
 // the same answers as from one process.
 func TestCreateRideTwoProcesses(t *testing.T) {
+	forEachAuthMode(t, testCreateRideTwoProcesses)
+}
+
+func testCreateRideTwoProcesses(t *testing.T) {
 	t.Parallel()
 	const (
 		numSameKey  = 50
@@ -253,9 +269,7 @@ func serveHTTP(t *testing.T, client *http.Client, b *testBundle) postFunc {
 	server := httptest.NewServer(b.server)
 	t.Cleanup(server.Close)
 	return func(user *db.User, value string) *answer {
-		r, err := apiclient.NewRequest(context.Background(), server.URL, &apiclient.Ride{
-			Email: user.Email, IdempotencyKey: value, Body: apiclient.Form(validForm()),
-		})
+		r, err := apiclient.NewRequest(context.Background(), server.URL, b.apiRide(user, value, apiclient.Form(validForm())))
 		if err != nil {
 			return &answer{body: err.Error()}
 		}
@@ -282,10 +296,12 @@ func serveHTTP(t *testing.T, client *http.Client, b *testBundle) postFunc {
 // its own engine, creator and server on pool, with b's users.
 func (b *testBundle) newProcess(t *testing.T, pool *pgxpool.Pool, engine *idempotency.EngineConfig) *testBundle {
 	return &testBundle{
+		apiKeys:  b.apiKeys,
+		auth:     b.auth,
 		declined: b.declined,
 		exec:     pool,
 		fake:     b.fake,
-		server:   newServer(t, pool, b.stripe, engine, nil, nil),
+		server:   newServer(t, pool, b.stripe, engine, &rides.CreatorConfig{AuthMode: b.auth}, nil),
 		stripe:   b.stripe,
 		user:     b.user,
 	}

@@ -18,6 +18,7 @@ import (
 
 // Errors the handlers return before any domain code runs.
 var (
+	errAuthInvalid          = problem.New(http.StatusUnauthorized, "auth-invalid", "Credentials in Authorization were invalid.")
 	errAuthRequired         = problem.New(http.StatusUnauthorized, "auth-required", "Please specify credentials in the Authorization header.")
 	errBodyTooLarge         = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "The request body must be at most 64 KiB.")
 	errNotReady             = problem.New(http.StatusServiceUnavailable, "not-ready", "The database is not reachable.")
@@ -45,6 +46,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	details, retryAfter := s.problemFor(c.Request().Context(), err)
 	if retryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	}
+	if details.Status == http.StatusUnauthorized && s.creator.AuthMode() == rides.AuthModeAPIKey {
+		// The challenge RFC 9110 asks of a 401, naming the scheme expected.
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="rocketrides"`)
 	}
 	body, _ := json.Marshal(details) // a Details always marshals
 	if err := c.Blob(details.Status, problem.ContentType, body); err != nil {
@@ -83,8 +88,11 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		return problem.New(http.StatusBadRequest, "malformed-body", "The request body must be a JSON object."), 0
 	case errors.Is(err, errMalformedForm):
 		return problem.New(http.StatusBadRequest, "malformed-body", "The request body must be a valid form (application/x-www-form-urlencoded)."), 0
-	case errors.Is(err, rides.ErrUnknownUser):
-		return problem.New(http.StatusUnauthorized, "auth-invalid", "Credentials in Authorization were invalid."), 0
+	case errors.Is(err, rides.ErrUnauthenticated):
+		// The reason goes to the log only: the client learns nothing of
+		// which emails or keys exist.
+		s.logger.InfoContext(ctx, "api: authentication failed", slog.String("error", err.Error()))
+		return errAuthInvalid, 0
 	case errors.Is(err, idempotency.ErrParamsMismatch):
 		return problem.New(http.StatusUnprocessableEntity, "idempotency-key-reused",
 			"There was a mismatch between this request's parameters and the parameters of a previously stored request with the same Idempotency-Key."), 0

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/problem"
+	"github.com/rocketrides/rocketrides/rides"
 )
 
 // FuzzParseIdempotencyKey checks the header's parser on any input: it
@@ -157,25 +158,43 @@ func FuzzCreateRide(f *testing.F) {
 		{authUser, key, jsonType, `{"origin_lat": 0, "origin_lon": 0, "target_lat": 1e-400, "target_lon": 0}`},
 		{authUser, key, jsonType, `{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0} {}`},
 	} {
-		f.Add(seed.auth, seed.key, seed.contentType, []byte(seed.body))
+		// Each seed in each mode: auth below numAuths is demo mode's.
+		for i := range authModes {
+			f.Add(seed.auth+uint8(i*numAuths), seed.key, seed.contentType, []byte(seed.body))
+		}
+	}
+	for _, auth := range []uint8{authOtherMode, authWrongSecret, authRevoked} {
+		for i := range authModes {
+			f.Add(auth+uint8(i*numAuths), key, formType, []byte(form))
+			f.Add(auth+uint8(i*numAuths), "short", "text/plain", []byte("x"))
+		}
 	}
 
 	f.Fuzz(func(t *testing.T, auth uint8, key, contentType string, body []byte) {
-		bundle := setup(t, nil)
-		email := []string{
-			authUser:     bundle.user.Email,
-			authDeclined: bundle.declined.Email,
-			authNone:     "",
-			authUnknown:  "nobody@example.com",
-			authNotUTF8:  "rider\xff@example.com",
-			authNUL:      "rider\x00@example.com",
-			authTwoLines: bundle.user.Email,
-			authList:     bundle.user.Email + ", nobody@example.com",
+		mode := authModes[int(auth)/numAuths%len(authModes)]
+		bundle := setup(t, &setupOpts{auth: mode})
+		user := bundle.authOf(bundle.user)
+		otherMode := "Bearer " + bundle.apiKeys[bundle.user.ID]
+		if mode == rides.AuthModeAPIKey {
+			otherMode = bundle.user.Email
+		}
+		authorization := []string{
+			authUser:        user,
+			authDeclined:    bundle.authOf(bundle.declined),
+			authNone:        "",
+			authUnknown:     bundle.unknownAuth(),
+			authNotUTF8:     user[:len(user)-1] + "\xff",
+			authNUL:         user[:len(user)-1] + "\x00",
+			authTwoLines:    user,
+			authList:        user + ", " + bundle.unknownAuth(),
+			authOtherMode:   otherMode,
+			authWrongSecret: "Bearer " + bundle.apiKeys[bundle.user.ID][:len(bundle.apiKeys[bundle.user.ID])-8] + "00000000",
+			authRevoked:     bundle.revokedAuth(t, bundle.user),
 		}[int(auth)%numAuths]
 
-		r := newRequest(email, "", contentType, string(body))
+		r := newRequest(authorization, "", contentType, string(body))
 		if int(auth)%numAuths == authTwoLines {
-			r.Header.Add("Authorization", bundle.declined.Email)
+			r.Header.Add("Authorization", bundle.authOf(bundle.declined))
 		}
 		if key != "" {
 			for line := range strings.SplitSeq(key, "\n") {
@@ -203,16 +222,20 @@ func FuzzCreateRide(f *testing.F) {
 	})
 }
 
-// The credentials FuzzCreateRide picks from.
+// The credentials FuzzCreateRide picks from, in the mode authModes[auth /
+// numAuths % len(authModes)].
 const (
-	authUser     = iota // the user, whose card Stripe accepts
-	authDeclined        // the user whose card Stripe declines
-	authNone            // no Authorization header
-	authUnknown         // an email no user has
-	authNotUTF8         // not UTF-8: no email PostgreSQL can compare
-	authNUL             // a NUL byte, which PostgreSQL's text cannot hold
-	authTwoLines        // two Authorization lines: the user's and another
-	authList            // the user's email and another in one line
+	authUser        = iota // the user, whose card Stripe accepts
+	authDeclined           // the user whose card Stripe declines
+	authNone               // no Authorization header
+	authUnknown            // an email no user has, or a key no row has
+	authNotUTF8            // the user's, its last byte not UTF-8: no text PostgreSQL can compare
+	authNUL                // the user's, its last byte a NUL, which PostgreSQL's text cannot hold
+	authTwoLines           // two Authorization lines: the user's and another
+	authList               // the user's and another in one line
+	authOtherMode          // the user's credential of the other mode
+	authWrongSecret        // the user's key with a wrong secret
+	authRevoked            // a revoked key of the user's
 	numAuths
 )
 

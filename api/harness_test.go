@@ -1,12 +1,14 @@
 package api_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,8 +33,41 @@ import (
 // httptest.NewRequest does.
 const clientIP = "192.0.2.1"
 
+// authModes are the modes the API's tests run in: forEachAuthMode runs a
+// test once in each.
+var authModes = []rides.AuthMode{rides.AuthModeDemo, rides.AuthModeAPIKey}
+
+// forEachAuthMode runs test in parallel, once in each of authModes, as the
+// subtests auth=demo and auth=api_key; setup, called under either, builds
+// its server in that mode, and the bundle's credentials (authOf) are of that
+// mode.
+func forEachAuthMode(t *testing.T, test func(t *testing.T)) {
+	t.Parallel()
+	for _, mode := range authModes {
+		t.Run(authModePrefix+string(mode), test)
+	}
+}
+
+// authModePrefix starts the name of each subtest of forEachAuthMode.
+const authModePrefix = "auth="
+
+// authModeOf is the mode that forEachAuthMode runs t under, read from t's
+// name; demo for a test outside forEachAuthMode.
+func authModeOf(t *testing.T) rides.AuthMode {
+	for part := range strings.SplitSeq(t.Name(), "/") {
+		if mode, ok := strings.CutPrefix(part, authModePrefix); ok {
+			return rides.AuthMode(mode)
+		}
+	}
+	return rides.AuthModeDemo
+}
+
 // testBundle is a server wired as in production, over a fake Stripe.
 type testBundle struct {
+	// apiKeys holds each user's API key, by user id, in either mode.
+	apiKeys map[int64]string
+	// auth is the server's authentication mode.
+	auth rides.AuthMode
 	// declined pays with a card that Stripe always declines.
 	declined *db.User
 	// exec is where the server's transactions run: a rolled-back
@@ -48,7 +83,10 @@ type testBundle struct {
 // setupOpts configures setup. The zero value is the default server on a
 // rolled-back transaction.
 type setupOpts struct {
-	api    *api.ServerConfig
+	api *api.ServerConfig
+	// auth, if set, is the server's authentication mode; by default, the
+	// mode forEachAuthMode runs the test under (authModeOf).
+	auth   rides.AuthMode
 	engine *idempotency.EngineConfig
 	// exec, if set, replaces the rolled-back transaction: a pool from
 	// dbtest.NewDatabase for tests of real concurrency.
@@ -71,14 +109,22 @@ func setup(t *testing.T, opts *setupOpts) *testBundle {
 	}
 	fake, baseURL := newFake(t, opts.wrapStripe)
 	stripe := ridestest.NewStripe(t, baseURL)
-	return &testBundle{
-		declined: newUser(t, exec, stripe, "tok_chargeCustomerFail"),
-		exec:     exec,
-		fake:     fake,
-		server:   newServer(t, exec, stripe, opts.engine, opts.rides, opts.api),
-		stripe:   stripe,
-		user:     newUser(t, exec, stripe, "tok_visa"),
+	creatorConfig := &rides.CreatorConfig{}
+	if opts.rides != nil {
+		*creatorConfig = *opts.rides
 	}
+	creatorConfig.AuthMode = cmp.Or(opts.auth, authModeOf(t))
+	b := &testBundle{
+		apiKeys: make(map[int64]string),
+		auth:    creatorConfig.AuthMode,
+		exec:    exec,
+		fake:    fake,
+		server:  newServer(t, exec, stripe, opts.engine, creatorConfig, opts.api),
+		stripe:  stripe,
+	}
+	b.declined = b.newUser(t, "tok_chargeCustomerFail")
+	b.user = b.newUser(t, "tok_visa")
+	return b
 }
 
 // newServer returns an API server on its own engine and creator, failing the
@@ -107,14 +153,67 @@ func newFake(t *testing.T, wrap func(http.Handler) http.Handler) (*stripefake.Se
 	return fake, server.URL
 }
 
-// newUser inserts a user whose Stripe customer pays with source.
-func newUser(t *testing.T, exec db.DBTX, stripe *stripeclient.Client, source string) *db.User {
+// newUser inserts a user whose Stripe customer pays with source, with an
+// API key.
+func (b *testBundle) newUser(t *testing.T, source string) *db.User {
 	t.Helper()
 	ctx := context.Background()
 	email := "rider-" + testfactory.KeyValue() + "@example.com"
-	customerID, err := stripe.CustomerCreate(ctx, email, source)
+	customerID, err := b.stripe.CustomerCreate(ctx, email, source)
 	require.NoError(t, err)
-	return testfactory.User(ctx, t, exec, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID})
+	user := testfactory.User(ctx, t, b.exec, &testfactory.UserOpts{Email: &email, StripeCustomerID: &customerID})
+	b.addAPIKey(t, user)
+	return user
+}
+
+// addAPIKey gives user an API key, the one authOf sends.
+func (b *testBundle) addAPIKey(t *testing.T, user *db.User) {
+	t.Helper()
+	token, _, err := rides.CreateAPIKey(context.Background(), b.exec, user.ID)
+	require.NoError(t, err)
+	b.apiKeys[user.ID] = token
+}
+
+// authOf is the Authorization header that authenticates user in the
+// server's mode: the user's email in demo mode, "Bearer <key>" in api_key
+// mode.
+func (b *testBundle) authOf(user *db.User) string {
+	if b.auth == rides.AuthModeDemo {
+		return user.Email
+	}
+	return "Bearer " + b.apiKeys[user.ID]
+}
+
+// unknownAuth is a credential of the server's mode that authenticates no
+// user: an email no user has, or a well-formed API key no row has.
+func (b *testBundle) unknownAuth() string {
+	if b.auth == rides.AuthModeDemo {
+		return "nobody-" + testfactory.KeyValue() + "@example.com"
+	}
+	return "Bearer rr_9000000000000000000_" + strings.Repeat("0", 64)
+}
+
+// revokedAuth is a credential of a new API key of user's, revoked.
+func (b *testBundle) revokedAuth(t *testing.T, user *db.User) string {
+	t.Helper()
+	ctx := context.Background()
+	token, key, err := rides.CreateAPIKey(ctx, b.exec, user.ID)
+	require.NoError(t, err)
+	_, err = db.New().APIKeyRevoke(ctx, b.exec, key.ID)
+	require.NoError(t, err)
+	return "Bearer " + token
+}
+
+// apiRide is a POST /rides as user for apiclient, with the credential of the
+// server's mode.
+func (b *testBundle) apiRide(user *db.User, key string, body apiclient.Body) *apiclient.Ride {
+	ride := &apiclient.Ride{IdempotencyKey: key, Body: body}
+	if b.auth == rides.AuthModeDemo {
+		ride.Email = user.Email
+	} else {
+		ride.APIKey = b.apiKeys[user.ID]
+	}
+	return ride
 }
 
 // validForm is the original's VALID_PARAMS, form-encoded.
@@ -127,26 +226,29 @@ func validForm() url.Values {
 	}
 }
 
-// newRequest is a POST /rides from the user with email, under key, with
-// body of contentType, built by the client every caller uses. An empty
-// email, key or contentType leaves its header out.
-func newRequest(email, key, contentType, body string) *http.Request {
+// newRequest is a POST /rides with the Authorization header authorization
+// (see testBundle.authOf), under key, with body of contentType, built by the
+// client every caller uses. An empty authorization, key or contentType
+// leaves its header out.
+func newRequest(authorization, key, contentType, body string) *http.Request {
 	r, err := apiclient.NewRequest(context.Background(), "http://example.com", &apiclient.Ride{
-		Email:          email,
 		IdempotencyKey: key,
 		Body:           apiclient.Body{ContentType: contentType, Data: body},
 	})
 	if err != nil {
 		panic(err) // a constant URL always parses
 	}
+	if authorization != "" {
+		r.Header.Set("Authorization", authorization)
+	}
 	r.RemoteAddr = clientIP + ":1234" // as httptest.NewRequest
 	return r
 }
 
 // newFormRequest is a form-encoded POST /rides.
-func newFormRequest(email, key string, form url.Values) *http.Request {
+func newFormRequest(authorization, key string, form url.Values) *http.Request {
 	body := apiclient.Form(form)
-	return newRequest(email, key, body.ContentType, body.Data)
+	return newRequest(authorization, key, body.ContentType, body.Data)
 }
 
 func (b *testBundle) serve(r *http.Request) *httptest.ResponseRecorder {
@@ -157,7 +259,7 @@ func (b *testBundle) serve(r *http.Request) *httptest.ResponseRecorder {
 
 // post sends a form-encoded POST /rides as user.
 func (b *testBundle) post(user *db.User, key string, form url.Values) *httptest.ResponseRecorder {
-	return b.serve(newFormRequest(user.Email, key, form))
+	return b.serve(newFormRequest(b.authOf(user), key, form))
 }
 
 // requireCreated requires a first (not replayed) 201 with the success

@@ -27,7 +27,9 @@ func (e errAmbiguousHeader) Error() string {
 	return fmt.Sprintf("%s must be sent once: the request has more than one %s header line.", e.name, e.name)
 }
 
-// readAuthorization returns the request's one credential.
+// readAuthorization returns the request's one credential, the value of its
+// Authorization header, for rides.Creator.Authenticate to read as its mode
+// says. Only the header's shape is checked here, the same in every mode.
 func readAuthorization(header http.Header) (string, error) {
 	values := header.Values(echo.HeaderAuthorization)
 	switch {

@@ -81,6 +81,12 @@ func BenchmarkReadParams(b *testing.B) {
 // handler's own cost on the path whose target is half the database's
 // limit.
 func BenchmarkServeReplay(b *testing.B) {
+	for _, mode := range []rides.AuthMode{rides.AuthModeDemo, rides.AuthModeAPIKey} {
+		b.Run("auth="+string(mode), func(b *testing.B) { benchmarkServeReplay(b, mode) })
+	}
+}
+
+func benchmarkServeReplay(b *testing.B, mode rides.AuthMode) {
 	ctx := b.Context()
 	tx := dbtest.Tx(ctx, b)
 	exec := db.Savepoint{Tx: tx}
@@ -90,20 +96,26 @@ func BenchmarkServeReplay(b *testing.B) {
 		ResponseBody:  json.RawMessage(`{"message": "ok"}`),
 		ResponseCode:  testfactory.Ptr(int32(http.StatusCreated)),
 	})
+	ride := &apiclient.Ride{Email: user.Email}
+	if mode == rides.AuthModeAPIKey {
+		token, _, err := rides.CreateAPIKey(ctx, exec, user.ID)
+		require.NoError(b, err)
+		ride = &apiclient.Ride{APIKey: token}
+	}
 	engine, err := idempotency.NewEngine(exec, nil)
 	require.NoError(b, err)
 	stripe, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: "http://127.0.0.1:1", APIKey: "sk_test_unused"}) // a replay never calls it
 	require.NoError(b, err)
-	creator, err := rides.NewCreator(exec, engine, stripe, nil)
+	creator, err := rides.NewCreator(exec, engine, stripe, &rides.CreatorConfig{AuthMode: mode})
 	require.NoError(b, err)
 	server, err := NewServer(creator, nil)
 	require.NoError(b, err)
 	form := "origin_lat=0&origin_lon=0&target_lat=0&target_lon=0" // testfactory.ValidParams
+	ride.IdempotencyKey = key.IdempotencyKey
+	ride.Body = apiclient.Body{ContentType: apiclient.ContentTypeForm, Data: form}
 
 	for b.Loop() {
-		req, err := apiclient.NewRequest(ctx, "http://example.com", &apiclient.Ride{
-			Email: user.Email, IdempotencyKey: key.IdempotencyKey, Body: apiclient.Body{ContentType: apiclient.ContentTypeForm, Data: form},
-		})
+		req, err := apiclient.NewRequest(ctx, "http://example.com", ride)
 		require.NoError(b, err)
 		recorder := httptest.NewRecorder()
 		server.ServeHTTP(recorder, req)

@@ -14,6 +14,10 @@ import (
 // TestCreateRideChecks drives every check of POST /rides, and the order in
 // which they come, through the server.
 func TestCreateRideChecks(t *testing.T) {
+	forEachAuthMode(t, testCreateRideChecks)
+}
+
+func testCreateRideChecks(t *testing.T) {
 	t.Parallel()
 
 	const (
@@ -40,7 +44,7 @@ func TestCreateRideChecks(t *testing.T) {
 
 	tests := []struct {
 		name        string
-		badUser     bool   // send an unknown email
+		badUser     bool   // send a credential of no user
 		key         string // "" for a fresh valid key
 		contentType string
 		body        string
@@ -48,7 +52,7 @@ func TestCreateRideChecks(t *testing.T) {
 		kind        string // problem kind, for an error
 		detail      string // the problem's detail, for an error
 		// header, if set, edits the request's headers once they are set.
-		header func(h http.Header, email, key string)
+		header func(h http.Header, authorization, key string)
 	}{
 		{name: "Key19Chars", key: key(19), contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "invalid-idempotency-key", detail: "Idempotency-Key must be at least 20 characters long."},
 		{name: "Key20Chars", key: key(20), contentType: formType, body: validForm().Encode(), status: http.StatusCreated},
@@ -66,8 +70,8 @@ func TestCreateRideChecks(t *testing.T) {
 		{name: "KeyQuotedList", key: `"` + key(20) + `", "` + key(21) + `"`, contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "ambiguous-header"},
 		{name: "KeyQuotedComma", key: `"` + key(20) + "," + key(21) + `"`, contentType: formType, body: validForm().Encode(), status: http.StatusBadRequest, kind: "ambiguous-header"},
 		{name: "AuthTwoLines", contentType: formType, body: validForm().Encode(), header: addAuth("nobody@example.com"), status: http.StatusBadRequest, kind: "ambiguous-header", detail: "Authorization must be sent once: the request has more than one Authorization header line."},
-		{name: "AuthTwoSameLines", contentType: formType, body: validForm().Encode(), header: func(h http.Header, email, _ string) { h.Add("Authorization", email) }, status: http.StatusBadRequest, kind: "ambiguous-header"},
-		{name: "AuthList", contentType: formType, body: validForm().Encode(), header: func(h http.Header, email, _ string) { h.Set("Authorization", email+", nobody@example.com") }, status: http.StatusBadRequest, kind: "ambiguous-header", detail: "Authorization must hold one value, not a comma-separated list."},
+		{name: "AuthTwoSameLines", contentType: formType, body: validForm().Encode(), header: func(h http.Header, auth, _ string) { h.Add("Authorization", auth) }, status: http.StatusBadRequest, kind: "ambiguous-header"},
+		{name: "AuthList", contentType: formType, body: validForm().Encode(), header: func(h http.Header, auth, _ string) { h.Set("Authorization", auth+", nobody@example.com") }, status: http.StatusBadRequest, kind: "ambiguous-header", detail: "Authorization must hold one value, not a comma-separated list."},
 		{name: "AuthAmbiguityBeforeKey", key: key(3), contentType: formType, body: validForm().Encode(), header: addAuth("nobody@example.com"), status: http.StatusBadRequest, kind: "ambiguous-header", detail: "Authorization must be sent once: the request has more than one Authorization header line."},
 		{name: "AuthBeforeKeyAmbiguity", badUser: true, contentType: formType, body: validForm().Encode(), header: addKey(key(20)), status: http.StatusUnauthorized, kind: "auth-invalid"},
 		{name: "KeyAmbiguityBeforeBodySize", contentType: "text/plain", body: padded(api.MaxBodyBytesDefault + 1), header: addKey(key(20)), status: http.StatusBadRequest, kind: "ambiguous-header"},
@@ -149,18 +153,18 @@ func TestCreateRideChecks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			bundle := setup(t, nil)
-			email := bundle.user.Email
+			authorization := bundle.authOf(bundle.user)
 			if tt.badUser {
-				email = "nobody-" + testfactory.KeyValue() + "@example.com"
+				authorization = bundle.unknownAuth()
 			}
 			value := tt.key
 			if value == "" {
 				value = testfactory.KeyValue()
 			}
 
-			r := newRequest(email, value, tt.contentType, tt.body)
+			r := newRequest(authorization, value, tt.contentType, tt.body)
 			if tt.header != nil {
-				tt.header(r.Header, email, value)
+				tt.header(r.Header, authorization, value)
 			}
 			recorder := bundle.serve(r)
 
@@ -169,7 +173,7 @@ func TestCreateRideChecks(t *testing.T) {
 				stored := strings.Trim(value, `"`)
 				bundle.requireRideCharged(t, bundle.user, stored, body)
 				// A quoted key is the same key as its bare form.
-				requireReplay(t, recorder, bundle.serve(newRequest(email, stored, tt.contentType, tt.body)))
+				requireReplay(t, recorder, bundle.serve(newRequest(authorization, stored, tt.contentType, tt.body)))
 				return
 			}
 			details := requireProblem(t, recorder, tt.status, tt.kind)

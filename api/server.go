@@ -112,12 +112,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // runs, or replays.
 func (s *Server) createRide(c echo.Context) error {
 	ctx := c.Request().Context()
-	email, err := readAuthorization(c.Request().Header)
+	authorization, err := readAuthorization(c.Request().Header)
 	if err != nil {
 		return err
 	}
 	key, keyErr := readIdempotencyKey(c.Request().Header)
-	user, known, err := s.creator.Authenticate(ctx, email, key)
+	user, known, err := s.creator.Authenticate(ctx, authorization, key)
 	if err != nil {
 		return err
 	}

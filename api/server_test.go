@@ -34,6 +34,10 @@ const (
 // TestCreateRideOriginal holds the 17 cases of the original's
 // spec/api_spec.rb, in its order, with its names.
 func TestCreateRideOriginal(t *testing.T) {
+	forEachAuthMode(t, testCreateRideOriginal)
+}
+
+func testCreateRideOriginal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
@@ -184,11 +188,11 @@ func TestCreateRideOriginal(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t, nil)
 
-		details := requireProblem(t, bundle.serve(newFormRequest("bad-user@example.com", testfactory.KeyValue(), validForm())),
+		details := requireProblem(t, bundle.serve(newFormRequest(bundle.unknownAuth(), testfactory.KeyValue(), validForm())),
 			http.StatusUnauthorized, "auth-invalid")
 		require.Equal(t, "Credentials in Authorization were invalid.", details.Detail)
-		// The email must match exactly.
-		requireProblem(t, bundle.serve(newFormRequest(strings.ToUpper(bundle.user.Email), testfactory.KeyValue(), validForm())),
+		// The credential must match exactly.
+		requireProblem(t, bundle.serve(newFormRequest(strings.ToUpper(bundle.authOf(bundle.user)), testfactory.KeyValue(), validForm())),
 			http.StatusUnauthorized, "auth-invalid")
 	})
 
@@ -196,11 +200,11 @@ func TestCreateRideOriginal(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t, nil)
 
-		r := newFormRequest(bundle.user.Email, "", validForm())
+		r := newFormRequest(bundle.authOf(bundle.user), "", validForm())
 		r.Header.Set("Idempotency-Key", "")
 		details := requireProblem(t, bundle.serve(r), http.StatusBadRequest, "invalid-idempotency-key")
 		require.Equal(t, "Please specify an idempotency key with the Idempotency-Key header.", details.Detail)
-		requireProblem(t, bundle.serve(newFormRequest(bundle.user.Email, "", validForm())), http.StatusBadRequest, "invalid-idempotency-key")
+		requireProblem(t, bundle.serve(newFormRequest(bundle.authOf(bundle.user), "", validForm())), http.StatusBadRequest, "invalid-idempotency-key")
 	})
 
 	t.Run("DeniesShortKey", func(t *testing.T) {
@@ -217,7 +221,7 @@ func TestCreateRideOriginal(t *testing.T) {
 		bundle := setup(t, nil)
 		value := testfactory.KeyValue()
 
-		details := requireProblem(t, bundle.serve(newRequest(bundle.user.Email, value, "application/x-www-form-urlencoded", "")),
+		details := requireProblem(t, bundle.serve(newRequest(bundle.authOf(bundle.user), value, "application/x-www-form-urlencoded", "")),
 			http.StatusUnprocessableEntity, "invalid-parameter")
 		require.Equal(t, "Please specify parameter 'origin_lat'.", details.Detail)
 		bundle.requireNoKey(t, bundle.user, value)
@@ -314,6 +318,10 @@ func TestCreateRideOriginal(t *testing.T) {
 
 // TestCreateRide covers what the original's suite did not.
 func TestCreateRide(t *testing.T) {
+	forEachAuthMode(t, testCreateRide)
+}
+
+func testCreateRide(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
@@ -367,6 +375,7 @@ func TestCreateRide(t *testing.T) {
 		bundle := setup(t, nil)
 		// A customer Stripe does not know: a definitive 400.
 		user := testfactory.User(ctx, t, bundle.exec, nil)
+		bundle.addAPIKey(t, user)
 		value := testfactory.KeyValue()
 
 		first := bundle.post(user, value, validForm())
@@ -453,7 +462,7 @@ func TestCreateRide(t *testing.T) {
 	t.Run("KeysScopedPerUser", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t, nil)
-		other := newUser(t, bundle.exec, bundle.stripe, "tok_visa")
+		other := bundle.newUser(t, "tok_visa")
 		value := testfactory.KeyValue()
 		otherForm := validForm()
 		otherForm.Set("origin_lat", "45.5")
@@ -543,7 +552,7 @@ func TestCreateRide(t *testing.T) {
 		requireReplay(t, first, bundle.post(bundle.user, value, validForm()))
 		// The same parameters written differently are the same request.
 		same := `{"target_lon": 0, "target_lat": 0.0, "origin_lon": -0.0, "origin_lat": 0e3}`
-		requireReplay(t, first, bundle.serve(newRequest(bundle.user.Email, value, "application/json", same)))
+		requireReplay(t, first, bundle.serve(newRequest(bundle.authOf(bundle.user), value, "application/json", same)))
 		require.Equal(t, 1, bundle.fake.ChargeRequests())
 
 		// Other parameters are not, even once the key is finished.
@@ -555,6 +564,10 @@ func TestCreateRide(t *testing.T) {
 
 // TestRoutes covers the routes other than POST /rides.
 func TestRoutes(t *testing.T) {
+	forEachAuthMode(t, testRoutes)
+}
+
+func testRoutes(t *testing.T) {
 	t.Parallel()
 
 	t.Run("Healthz", func(t *testing.T) {
@@ -618,7 +631,7 @@ func TestRoutes(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t, nil)
 		requireProblem(t, bundle.serve(httptest.NewRequest(http.MethodGet, "/nowhere", nil)), http.StatusNotFound, "not-found")
-		r := newFormRequest(bundle.user.Email, testfactory.KeyValue(), validForm())
+		r := newFormRequest(bundle.authOf(bundle.user), testfactory.KeyValue(), validForm())
 		r.URL.Path = rides.RequestPath + "/1"
 		requireProblem(t, bundle.serve(r), http.StatusNotFound, "not-found")
 	})

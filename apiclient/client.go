@@ -1,6 +1,6 @@
 // Package apiclient is a small Go client of the rocket-rides HTTP API: it
-// builds and sends POST /rides with the original's headers (Authorization
-// and Idempotency-Key), a form or JSON body and raise_error when asked, and
+// builds and sends POST /rides with the original's headers (Authorization,
+// as an API key or the demo's email, and Idempotency-Key), a form or JSON body and raise_error when asked, and
 // reads the answer: its status, problem type, replay marker and ride.
 //
 // The simulator, the bench, the chaos run and the API's tests all build
@@ -134,9 +134,14 @@ func (c *Client) PostRide(ctx context.Context, ride *Ride) (*Answer, error) {
 
 // Ride is one POST /rides request.
 type Ride struct {
-	// Email is the user the request authenticates as: the original's
-	// clients send it as the Authorization header. Empty leaves the header
-	// out.
+	// APIKey is the user's API key, for an API in api_key mode (the mode
+	// for production): sent as "Authorization: Bearer <APIKey>".
+	APIKey string
+
+	// Email is the user the request authenticates as, for an API in demo
+	// mode: the original's clients send it as the Authorization header.
+	// Empty, with no APIKey, leaves the header out; setting both is an
+	// error.
 	Email string
 
 	// IdempotencyKey is sent as the Idempotency-Key header. Empty leaves
@@ -211,7 +216,12 @@ func NewRequest(ctx context.Context, baseURL string, ride *Ride) (*http.Request,
 	if err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
 	}
-	if ride.Email != "" {
+	switch {
+	case ride.APIKey != "" && ride.Email != "":
+		return nil, errors.New("building request: set APIKey or Email, not both")
+	case ride.APIKey != "":
+		req.Header.Set("Authorization", "Bearer "+ride.APIKey)
+	case ride.Email != "":
 		req.Header.Set("Authorization", ride.Email)
 	}
 	if ride.IdempotencyKey != "" {

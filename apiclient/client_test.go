@@ -97,6 +97,22 @@ func TestPostRide(t *testing.T) {
 		require.Equal(t, "ch_1", *answer.Ride.StripeChargeID)
 	})
 
+	t.Run("APIKey", func(t *testing.T) {
+		t.Parallel()
+		baseURL, got := newTestAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusCreated)
+		})
+		client, err := NewClient(baseURL, nil)
+		require.NoError(t, err)
+
+		_, err = client.PostRide(ctx, &Ride{APIKey: "rr_1_secret", IdempotencyKey: "key-0123456789abcdefghij", Body: RideForm(params, false)})
+		require.NoError(t, err)
+		require.Equal(t, []string{"Bearer rr_1_secret"}, (<-got).Header.Values("Authorization"))
+
+		_, err = client.PostRide(ctx, &Ride{APIKey: "rr_1_secret", Email: "rider@example.com"})
+		require.EqualError(t, err, "building request: set APIKey or Email, not both")
+	})
+
 	t.Run("JSONAndHeadersLeftOut", func(t *testing.T) {
 		t.Parallel()
 		baseURL, got := newTestAPI(t, func(w http.ResponseWriter, r *http.Request) {

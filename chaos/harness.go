@@ -260,7 +260,8 @@ func (h *harness) startAPI(ctx context.Context) error {
 		}
 		h.apiPort = port
 	}
-	api, err := h.start("api", []string{"API_HOST=127.0.0.1", "API_PORT=" + strconv.Itoa(h.apiPort)}, "api")
+	// The load authenticates as the demo users, by email.
+	api, err := h.start("api", []string{"API_HOST=127.0.0.1", "API_PORT=" + strconv.Itoa(h.apiPort), "AUTH_MODE=demo"}, "api")
 	if err != nil {
 		return err
 	}

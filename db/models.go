@@ -12,6 +12,14 @@ import (
 	"github.com/google/uuid"
 )
 
+type APIKey struct {
+	ID        int64      `json:"id"`
+	CreatedAt time.Time  `json:"created_at"`
+	Hash      []byte     `json:"hash"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	UserID    int64      `json:"user_id"`
+}
+
 type AuditRecord struct {
 	ID           int64           `json:"id"`
 	Action       string          `json:"action"`

@@ -30,6 +30,11 @@ const simulatorKeyPrefix = 8
 
 // SimulatorConfig configures a Simulator. Zero fields take their defaults.
 type SimulatorConfig struct {
+	// APIKey, if set, is the API key the requests authenticate with, for an
+	// API in api_key mode; Email is then only shown in the log. Empty: the
+	// requests authenticate with Email, as demo mode wants.
+	APIKey string
+
 	// Email is the user the requests authenticate as. Zero means
 	// SimulatorEmailDefault.
 	Email string
@@ -141,12 +146,12 @@ func (s *Simulator) Start(ctx context.Context) error {
 	if s.config.Rate > 0 {
 		pace = slog.Float64("rate", s.config.Rate)
 	}
-	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: started",
-		slog.String("api_url", s.client.BaseURL()),
-		slog.String("email", s.config.Email),
-		pace,
-		slog.Duration("summary_interval", s.config.SummaryInterval),
-	)
+	attrs := []slog.Attr{slog.String("api_url", s.client.BaseURL()), slog.String("email", s.config.Email)}
+	if s.config.APIKey != "" {
+		attrs = append(attrs, slog.String("auth", "api_key"))
+	}
+	attrs = append(attrs, pace, slog.Duration("summary_interval", s.config.SummaryInterval))
+	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: started", attrs...)
 	go func() {
 		defer close(done)
 		s.run(ctx)
@@ -214,11 +219,11 @@ func (s *Simulator) runOnce(ctx context.Context) (*simulatorResult, error) {
 	raiseError := rand.IntN(2) == 0
 	key := uuid.NewString()
 	start := time.Now()
-	answer, err := s.client.PostRide(ctx, &apiclient.Ride{
-		Email:          s.config.Email,
-		IdempotencyKey: key,
-		Body:           apiclient.RideForm(rides.Params{}, raiseError),
-	})
+	ride := &apiclient.Ride{APIKey: s.config.APIKey, IdempotencyKey: key, Body: apiclient.RideForm(rides.Params{}, raiseError)}
+	if ride.APIKey == "" {
+		ride.Email = s.config.Email
+	}
+	answer, err := s.client.PostRide(ctx, ride)
 	latency := time.Since(start)
 
 	s.mu.Lock()

@@ -212,6 +212,21 @@ func TestSimulator(t *testing.T) {
 		}
 	})
 
+	// With an API key, the requests send it as a Bearer credential, and
+	// the start-up line says so without showing it.
+	t.Run("APIKey", func(t *testing.T) {
+		t.Parallel()
+		simulator, bundle := setup(t, &SimulatorConfig{APIKey: "rr_7_secret", Email: "rider@example.com"})
+		_, err := simulator.runOnce(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "Bearer rr_7_secret", bundle.api.Requests()[0].Authorization)
+
+		require.NoError(t, simulator.Start(ctx))
+		simulator.Stop()
+		require.Contains(t, bundle.logs.String(), `email=rider@example.com auth=api_key `)
+		require.NotContains(t, bundle.logs.String(), "secret")
+	})
+
 	t.Run("RunOnceCountsAnErrorWithoutAnswer", func(t *testing.T) {
 		t.Parallel()
 		server := httptest.NewServer(http.NotFoundHandler())

@@ -25,9 +25,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stripe/stripe-go/v76"
@@ -103,6 +101,10 @@ type Request struct {
 
 // CreatorConfig configures a Creator. Zero fields take their defaults.
 type CreatorConfig struct {
+	// AuthMode is how Authenticate reads a request's credential. Zero means
+	// AuthModeAPIKey: the demo mode must be asked for by name.
+	AuthMode AuthMode
+
 	// Logger receives log lines. Nil discards them.
 	Logger *slog.Logger
 
@@ -120,6 +122,7 @@ func (c *CreatorConfig) withDefaults() *CreatorConfig {
 	if c != nil {
 		config = *c
 	}
+	config.AuthMode = cmp.Or(config.AuthMode, AuthModeAPIKey)
 	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
 	config.StripeIdempotencyWindow = cmp.Or(config.StripeIdempotencyWindow, StripeIdempotencyWindowDefault)
 	return &config
@@ -127,6 +130,9 @@ func (c *CreatorConfig) withDefaults() *CreatorConfig {
 
 // validate rejects settings the creator cannot run with.
 func (c *CreatorConfig) validate() error {
+	if c.AuthMode != AuthModeAPIKey && c.AuthMode != AuthModeDemo {
+		return fmt.Errorf("AuthMode must be %q or %q, got %q", AuthModeAPIKey, AuthModeDemo, c.AuthMode)
+	}
 	if c.StripeIdempotencyWindow < 0 {
 		return fmt.Errorf("StripeIdempotencyWindow must not be negative, got %s", c.StripeIdempotencyWindow)
 	}
@@ -156,43 +162,6 @@ func NewCreator(exec db.Executor, engine *idempotency.Engine, stripe *stripeclie
 // Engine is the idempotency engine the creator runs its phases on.
 func (c *Creator) Engine() *idempotency.Engine {
 	return c.engine
-}
-
-// ErrUnknownUser means no user has the email a request authenticated with.
-var ErrUnknownUser = errors.New("unknown user")
-
-// Authenticate finds the user with email and, in the same round trip, the
-// user's idempotency key with the given value, if any (nil otherwise). An
-// email that PostgreSQL's text cannot hold (not UTF-8, or with a NUL byte)
-// is no user's: ErrUnknownUser, not a database error.
-func (c *Creator) Authenticate(ctx context.Context, email, idempotencyKey string) (*db.User, *idempotency.KnownKey, error) {
-	if !utf8.ValidString(email) || strings.IndexByte(email, 0) >= 0 {
-		return nil, nil, ErrUnknownUser
-	}
-	row, err := c.queries.UserGetWithIdempotencyKey(ctx, c.exec, &db.UserGetWithIdempotencyKeyParams{
-		Email:          email,
-		IdempotencyKey: idempotencyKey,
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil, ErrUnknownUser
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("authenticating user: %w", err)
-	}
-	if row.KeyID == nil {
-		return &row.User, nil, nil
-	}
-	known := &idempotency.KnownKey{
-		Method:        *row.RequestMethod,
-		Params:        row.RequestParams,
-		Path:          *row.RequestPath,
-		RecoveryPoint: *row.RecoveryPoint,
-		ResponseBody:  row.ResponseBody,
-	}
-	if row.ResponseCode != nil {
-		known.ResponseCode = *row.ResponseCode
-	}
-	return &row.User, known, nil
 }
 
 // Create runs the request to its definitive response, resuming from wherever

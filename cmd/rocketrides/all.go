@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -9,7 +10,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rocketrides/rocketrides/api"
+	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/jobs"
+	"github.com/rocketrides/rocketrides/rides"
 )
 
 type allCmd struct {
@@ -22,8 +25,9 @@ type allCmd struct {
 	simulatorFlags
 	stripeFlags
 
-	DBMaxConns  int32 `env:"DB_MAX_CONNS" default:"24" help:"Most database connections the process opens, for all its parts."`
-	NoSimulator bool  `help:"Run everything but the simulator."`
+	AuthMode    string `env:"AUTH_MODE" default:"demo" enum:"api_key,demo" help:"How requests authenticate: demo (the user's email, the default here, not for production) or api_key (Authorization: Bearer <key>)."`
+	DBMaxConns  int32  `env:"DB_MAX_CONNS" default:"24" help:"Most database connections the process opens, for all its parts."`
+	NoSimulator bool   `help:"Run everything but the simulator."`
 }
 
 // Run runs every process in this one, as the original's Procfile did, until
@@ -41,12 +45,12 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "all", phase: &c.phaseFlags, stripe: stripe})
+	p, err := newProcess(ctx, g, &processConfig{authMode: c.AuthMode, maxConns: c.DBMaxConns, name: "all", phase: &c.phaseFlags, stripe: stripe})
 	if err != nil {
 		return err
 	}
 	defer p.close()
-	if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
+	if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed"), apiKeysOut(p.creator.AuthMode())); err != nil {
 		return err
 	}
 	server, err := api.NewServer(p.creator, &api.ServerConfig{Logger: g.logger("api"), Metrics: p.metrics, Ready: p.pool.Ping})
@@ -71,11 +75,17 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	var simulator *jobs.Simulator
 	if !c.NoSimulator {
-		if simulator, err = c.simulator("http://"+c.addr(), 0, g.logger("simulator")); err != nil {
+		apiKey, revoke, err := c.simulatorAPIKey(ctx, p)
+		if err != nil {
+			return err
+		}
+		defer revoke()
+		if simulator, err = c.simulator("http://"+c.addr(), 0, apiKey, g.logger("simulator")); err != nil {
 			return err
 		}
 	}
 
+	logAuthMode(ctx, g.logger("api"), p.creator.AuthMode())
 	group, ctx := errgroup.WithContext(ctx)
 	services := []service{completer, enqueuer, reaper}
 	for _, s := range services {
@@ -113,6 +123,30 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	adminServer.Stop()
 	p.logger.Info("all: stopped")
 	return err
+}
+
+// simulatorAPIKey is the API key the simulator sends: none in demo mode or
+// when SIMULATOR_API_KEY is set; otherwise a key made for the simulator's
+// user for this run, which the returned func revokes.
+func (c *allCmd) simulatorAPIKey(ctx context.Context, p *process) (string, func(), error) {
+	if p.creator.AuthMode() != rides.AuthModeAPIKey || c.SimulatorAPIKey != "" {
+		return "", func() {}, nil
+	}
+	queries := db.New()
+	user, err := queries.UserGetByEmail(ctx, p.pool, c.SimulatorEmail)
+	if err != nil {
+		return "", nil, fmt.Errorf("getting the simulator's user %s: %w", c.SimulatorEmail, err)
+	}
+	token, key, err := rides.CreateAPIKey(ctx, p.pool, user.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	p.logger.InfoContext(ctx, "all: API key made for the simulator", slog.String("email", user.Email), slog.Int64("api_key_id", key.ID))
+	return token, func() {
+		if _, err := queries.APIKeyRevoke(context.WithoutCancel(ctx), p.pool, key.ID); err != nil {
+			p.logger.WarnContext(ctx, "all: revoking the simulator's API key", slog.Int64("api_key_id", key.ID), slog.String("error", err.Error()))
+		}
+	}, nil
 }
 
 // waitHealthy polls url until it answers 200, for up to ten seconds, and

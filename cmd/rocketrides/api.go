@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net"
+	"os"
 	"strconv"
 
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/jobs"
+	"github.com/rocketrides/rocketrides/rides"
 )
 
 type apiCmd struct {
@@ -15,7 +19,8 @@ type apiCmd struct {
 	phaseFlags
 	stripeFlags
 
-	DBMaxConns int32 `env:"DB_MAX_CONNS" default:"16" help:"Most database connections the process opens."`
+	AuthMode   string `env:"AUTH_MODE" default:"api_key" enum:"api_key,demo" help:"How requests authenticate: api_key (Authorization: Bearer <key>, for production) or demo (the user's email)."`
+	DBMaxConns int32  `env:"DB_MAX_CONNS" default:"16" help:"Most database connections the process opens."`
 }
 
 // apiFlags say where the API listens, alone or in all.
@@ -28,6 +33,25 @@ func (f *apiFlags) addr() string {
 	return net.JoinHostPort(f.APIHost, strconv.Itoa(f.APIPort))
 }
 
+// apiKeysOut is where seedUsers prints the demo users' new API keys: stdout
+// in api_key mode; nowhere (nil) in demo mode, which needs none.
+func apiKeysOut(mode rides.AuthMode) io.Writer {
+	if mode == rides.AuthModeAPIKey {
+		return os.Stdout
+	}
+	return nil
+}
+
+// logAuthMode announces how the API authenticates; demo mode with a
+// warning, since anyone who knows a rider's email can charge the rider.
+func logAuthMode(ctx context.Context, logger *slog.Logger, mode rides.AuthMode) {
+	if mode == rides.AuthModeDemo {
+		logger.WarnContext(ctx, "api: AUTH_MODE=demo: anyone who knows a rider's email can charge their card; not for production (use AUTH_MODE=api_key)")
+		return
+	}
+	logger.InfoContext(ctx, "api: authenticating with API keys", slog.String("auth_mode", string(mode)))
+}
+
 // Run serves the API until ctx is done. With the built-in Stripe fake it
 // first seeds the demo users in it.
 func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
@@ -35,13 +59,13 @@ func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	p, err := newProcess(ctx, g, &processConfig{maxConns: c.DBMaxConns, name: "api", phase: &c.phaseFlags, stripe: stripe})
+	p, err := newProcess(ctx, g, &processConfig{authMode: c.AuthMode, maxConns: c.DBMaxConns, name: "api", phase: &c.phaseFlags, stripe: stripe})
 	if err != nil {
 		return err
 	}
 	defer p.close()
 	if fake {
-		if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
+		if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed"), apiKeysOut(p.creator.AuthMode())); err != nil {
 			return err
 		}
 	}
@@ -59,5 +83,6 @@ func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	logAuthMode(ctx, p.logger, p.creator.AuthMode())
 	return api.Serve(ctx, c.addr(), server, p.logger)
 }

@@ -53,7 +53,7 @@ func (c *completerCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if fake {
-		if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
+		if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed"), nil); err != nil {
 			return err
 		}
 	}

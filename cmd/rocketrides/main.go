@@ -1,7 +1,7 @@
 // Command rocketrides runs every process of rocket-rides, one subcommand
 // each: the API, the completer, the enqueuer and its workers, the reaper, the
 // simulator, or all of them at once; and the operator's commands migrate,
-// seed and reconcile. Run `rocketrides --help` for the list.
+// seed, api-key and reconcile. Run `rocketrides --help` for the list.
 package main
 
 import (
@@ -67,6 +67,7 @@ type CLI struct {
 
 	All        allCmd        `cmd:"" help:"Run every process in one binary: API, completer, enqueuer and River's workers, reaper, simulator, and the Stripe fake when STRIPE_API_KEY is unset."`
 	API        apiCmd        `cmd:"" name:"api" help:"Serve the API (POST /rides)."`
+	APIKey     apiKeyCmd     `cmd:"" name:"api-key" help:"Create, list and revoke the users' API keys (AUTH_MODE=api_key)."`
 	Completer  completerCmd  `cmd:"" help:"Drive abandoned requests to completion through the same phases as the API."`
 	Enqueuer   enqueuerCmd   `cmd:"" help:"Move staged jobs into River and work them (send ride receipts)."`
 	Migrate    migrateCmd    `cmd:"" help:"Apply or roll back the database schema (ours and River's)."`

@@ -118,6 +118,40 @@ func TestBinary(t *testing.T) {
 		require.Contains(t, output.String(), "admin: stopped")
 	})
 
+	// seed prints each demo user's new API key once; api-key creates,
+	// lists and revokes keys, and never prints a secret again.
+	t.Run("APIKeys", func(t *testing.T) {
+		t.Parallel()
+		databaseURL := dbtest.NewDatabaseURL(t)
+		key := regexp.MustCompile(`rr_(\d+)_[0-9a-f]{64}`)
+		out, err := command(t, binary, databaseURL, "seed", "--stripe-api-key=")
+		require.NoError(t, err, out)
+		require.Len(t, key.FindAllString(out, -1), 2, out)
+		require.Contains(t, out, "API key of user@example.com (shown once): rr_")
+		out, err = command(t, binary, databaseURL, "seed", "--stripe-api-key=")
+		require.NoError(t, err, out)
+		require.Empty(t, key.FindAllString(out, -1), "a key is shown once: %s", out)
+
+		out, err = command(t, binary, databaseURL, "api-key", "create", "--email", "user@example.com")
+		require.NoError(t, err, out)
+		created := key.FindStringSubmatch(out)
+		require.NotNil(t, created, out)
+		out, err = command(t, binary, databaseURL, "api-key", "revoke", created[1])
+		require.NoError(t, err, out)
+		out, err = command(t, binary, databaseURL, "api-key", "list", "--email", "user@example.com")
+		require.NoError(t, err, out)
+		require.Regexp(t, `(?m)^\d+\tcreated \S+\tlive$`, out)
+		require.Regexp(t, `(?m)^`+created[1]+`\tcreated \S+\trevoked \S+$`, out)
+		require.NotRegexp(t, key, out)
+
+		out, err = command(t, binary, databaseURL, "api-key", "create", "--email", "nobody@example.com")
+		require.Error(t, err)
+		require.Contains(t, out, `rocketrides: api-key: no user has email "nobody@example.com"`)
+		out, err = command(t, binary, databaseURL, "api-key", "revoke", "999999")
+		require.Error(t, err)
+		require.Contains(t, out, "rocketrides: api-key: no API key has id 999999")
+	})
+
 	// A setting a constructor rejects is one line naming it, and exit 1.
 	t.Run("BadSettingIsOneLine", func(t *testing.T) {
 		t.Parallel()
@@ -222,6 +256,7 @@ func TestBinary(t *testing.T) {
 		}
 		require.Contains(t, output.String(), `msg="completer: started" process=completer grace=5m0s interval=100ms last_run_threshold=1m0s lock_timeout=1m30s batch_size=1000`)
 		require.Contains(t, output.String(), `msg="seed: user created" process=seed`, "seeding is tagged as its own step")
+		require.Contains(t, output.String(), `level=WARN msg="api: AUTH_MODE=demo: anyone who knows a rider's email can charge their card; not for production`)
 	})
 }
 

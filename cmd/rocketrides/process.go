@@ -31,6 +31,10 @@ type process struct {
 
 // processConfig says what newProcess builds.
 type processConfig struct {
+	// authMode is the ride creator's authentication mode (AUTH_MODE);
+	// empty for a process that serves no API.
+	authMode string
+
 	// maxConns is the most database connections the process opens.
 	maxConns int32
 
@@ -53,7 +57,7 @@ func newProcess(ctx context.Context, g *Globals, config *processConfig) (*proces
 	}
 	p := &process{logger: g.logger(config.name), metrics: metrics.New(), pool: pool, stripe: config.stripe}
 	if config.phase != nil {
-		if p.creator, err = p.newCreator(config.phase); err != nil {
+		if p.creator, err = p.newCreator(config.phase, rides.AuthMode(config.authMode)); err != nil {
 			pool.Close()
 			return nil, err
 		}
@@ -61,8 +65,9 @@ func newProcess(ctx context.Context, g *Globals, config *processConfig) (*proces
 	return p, nil
 }
 
-// newCreator builds the ride workflow on the process's pool and Stripe.
-func (p *process) newCreator(phase *phaseFlags) (*rides.Creator, error) {
+// newCreator builds the ride workflow on the process's pool and Stripe,
+// authenticating requests in authMode.
+func (p *process) newCreator(phase *phaseFlags, authMode rides.AuthMode) (*rides.Creator, error) {
 	isolation, err := db.ParseIsolation(phase.PhaseIsolation)
 	if err != nil {
 		return nil, err
@@ -78,6 +83,7 @@ func (p *process) newCreator(phase *phaseFlags) (*rides.Creator, error) {
 		return nil, err
 	}
 	return rides.NewCreator(p.pool, engine, p.stripe, &rides.CreatorConfig{
+		AuthMode:                authMode,
 		Logger:                  p.logger,
 		StripeIdempotencyWindow: phase.StripeIdempotencyWindow,
 	})

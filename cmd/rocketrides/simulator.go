@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -25,18 +26,21 @@ type simulatorCmd struct {
 
 // simulatorFlags configure the simulator, alone or in all.
 type simulatorFlags struct {
+	SimulatorAPIKey   string        `env:"SIMULATOR_API_KEY" help:"API key the simulator's requests send, for an API in api_key mode; unset, they send SIMULATOR_EMAIL (demo mode)."`
 	SimulatorEmail    string        `env:"SIMULATOR_EMAIL" default:"user@example.com" help:"User the simulator's requests authenticate as."`
 	SimulatorInterval time.Duration `env:"SIMULATOR_INTERVAL" default:"1s" help:"Longest random pause of the simulator between requests, without --rate."`
 }
 
 // simulator returns a simulator of the API at apiURL, sending rate requests
-// per second (0: random pauses).
-func (f *simulatorFlags) simulator(apiURL string, rate float64, logger *slog.Logger) (*jobs.Simulator, error) {
+// per second (0: random pauses), with apiKey if set (SIMULATOR_API_KEY
+// otherwise).
+func (f *simulatorFlags) simulator(apiURL string, rate float64, apiKey string, logger *slog.Logger) (*jobs.Simulator, error) {
 	client, err := apiclient.NewClient(apiURL, nil)
 	if err != nil {
 		return nil, err
 	}
 	return jobs.NewSimulator(client, &jobs.SimulatorConfig{
+		APIKey:   cmp.Or(apiKey, f.SimulatorAPIKey),
 		Email:    f.SimulatorEmail,
 		Interval: f.SimulatorInterval,
 		Logger:   logger,
@@ -56,7 +60,7 @@ func (c *simulatorCmd) Validate() error {
 // passed.
 func (c *simulatorCmd) Run(ctx context.Context, g *Globals) error {
 	logger := g.logger("simulator")
-	simulator, err := c.simulator(c.APIURL, c.Rate, logger)
+	simulator, err := c.simulator(c.APIURL, c.Rate, "", logger)
 	if err != nil {
 		return err
 	}

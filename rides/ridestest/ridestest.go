@@ -15,13 +15,15 @@ import (
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
 )
 
-// NewCreator returns a creator with every default on an engine of
-// engineConfig (nil: every default), both on exec, charging through stripe.
+// NewCreator returns a creator on an engine of engineConfig (nil: every
+// default), both on exec, charging through stripe. It authenticates in demo
+// mode (by email), so that tests authenticate as their fixture users;
+// every other setting has its default.
 func NewCreator(t testing.TB, exec db.Executor, engineConfig *idempotency.EngineConfig, stripe *stripeclient.Client) *rides.Creator {
 	t.Helper()
 	engine, err := idempotency.NewEngine(exec, engineConfig)
 	require.NoError(t, err)
-	creator, err := rides.NewCreator(exec, engine, stripe, nil)
+	creator, err := rides.NewCreator(exec, engine, stripe, &rides.CreatorConfig{AuthMode: rides.AuthModeDemo})
 	require.NoError(t, err)
 	return creator
 }
