@@ -618,7 +618,7 @@ func TestRoutes(t *testing.T) {
 		bundle := setup(t, nil)
 		requireProblem(t, bundle.serve(httptest.NewRequest(http.MethodGet, "/nowhere", nil)), http.StatusNotFound, "not-found")
 		r := newFormRequest(bundle.user.Email, testfactory.KeyValue(), validForm())
-		r.URL.Path = rides.RequestPath + "/1"
+		r.URL.Path = rides.RequestPath + "/1/unknown" // /rides/1 is GET's, /rides/1/cancel POST's
 		requireProblem(t, bundle.serve(r), http.StatusNotFound, "not-found")
 	})
 
