@@ -583,7 +583,8 @@ func TestRoutes(t *testing.T) {
 		for _, route := range bundle.server.Routes() {
 			routeMethods[route.Path] = append(routeMethods[route.Path], route.Method)
 		}
-		require.Contains(t, routeMethods, "/metrics")
+		require.Contains(t, routeMethods, rides.RequestPath)
+		require.NotContains(t, routeMethods, "/metrics", "metrics are on the operator's listener")
 		for path, methods := range routeMethods {
 			// A path parameter (":id") takes any value.
 			target := regexp.MustCompile(`:[^/]+`).ReplaceAllString(path, "1")
