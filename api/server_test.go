@@ -632,7 +632,7 @@ func testRoutes(t *testing.T) {
 		bundle := setup(t, nil)
 		requireProblem(t, bundle.serve(httptest.NewRequest(http.MethodGet, "/nowhere", nil)), http.StatusNotFound, "not-found")
 		r := newFormRequest(bundle.authOf(bundle.user), testfactory.KeyValue(), validForm())
-		r.URL.Path = rides.RequestPath + "/1"
+		r.URL.Path = rides.RequestPath + "/1/unknown" // /rides/1 is GET's, /rides/1/cancel POST's
 		requireProblem(t, bundle.serve(r), http.StatusNotFound, "not-found")
 	})
 
