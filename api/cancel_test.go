@@ -38,13 +38,13 @@ func newCancelRequest(email, key, rideID, contentType, body string) *http.Reques
 
 // cancel sends POST /rides/{ride.ID}/cancel as user, with no body.
 func (b *testBundle) cancel(user *db.User, key string, ride *db.Ride) *httptest.ResponseRecorder {
-	return b.serve(newCancelRequest(user.Email, key, itoa(ride.ID), "", ""))
+	return b.serve(newCancelRequest(b.authOf(user), key, itoa(ride.ID), "", ""))
 }
 
 // getRide sends GET /rides/{rideID} as user.
 func (b *testBundle) getRide(user *db.User, rideID string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, "/rides/"+rideID, nil)
-	r.Header.Set("Authorization", user.Email)
+	r.Header.Set("Authorization", b.authOf(user))
 	return b.serve(r)
 }
 
@@ -122,6 +122,10 @@ func (b *testBundle) requireCancelled(t *testing.T, recorder *httptest.ResponseR
 }
 
 func TestCancelRide(t *testing.T) {
+	forEachAuthMode(t, testCancelRide)
+}
+
+func testCancelRide(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
@@ -157,7 +161,7 @@ func TestCancelRide(t *testing.T) {
 			{"", "", ""},
 		} {
 			ride := bundle.chargedRide(t, bundle.user)
-			recorder := bundle.serve(newCancelRequest(bundle.user.Email, testfactory.KeyValue(), itoa(ride.ID), tt.contentType, tt.body))
+			recorder := bundle.serve(newCancelRequest(bundle.authOf(bundle.user), testfactory.KeyValue(), itoa(ride.ID), tt.contentType, tt.body))
 			require.Equal(t, http.StatusOK, recorder.Code, "%s %q: %s", tt.contentType, tt.body, recorder.Body)
 			cancellation, err := db.New().RideCancellationGetByRideID(ctx, bundle.exec, ride.ID)
 			require.NoError(t, err)
@@ -182,17 +186,17 @@ func TestCancelRide(t *testing.T) {
 			{"application/json", `{"reason": 7}`},
 		} {
 			value := testfactory.KeyValue()
-			recorder := bundle.serve(newCancelRequest(bundle.user.Email, value, itoa(ride.ID), tt.contentType, tt.body))
+			recorder := bundle.serve(newCancelRequest(bundle.authOf(bundle.user), value, itoa(ride.ID), tt.contentType, tt.body))
 			requireProblem(t, recorder, http.StatusUnprocessableEntity, "invalid-parameter")
 			bundle.requireNoKey(t, bundle.user, value)
 		}
 		// At most 500 characters, not bytes.
-		recorder := bundle.serve(newCancelRequest(bundle.user.Email, testfactory.KeyValue(), itoa(ride.ID),
+		recorder := bundle.serve(newCancelRequest(bundle.authOf(bundle.user), testfactory.KeyValue(), itoa(ride.ID),
 			"application/x-www-form-urlencoded", "reason="+strings.Repeat("é", rides.MaxReasonLength)))
 		require.Equal(t, http.StatusOK, recorder.Code, "body: %s", recorder.Body)
-		requireProblem(t, bundle.serve(newCancelRequest(bundle.user.Email, testfactory.KeyValue(), itoa(ride.ID),
+		requireProblem(t, bundle.serve(newCancelRequest(bundle.authOf(bundle.user), testfactory.KeyValue(), itoa(ride.ID),
 			"application/json", `[]`)), http.StatusBadRequest, "malformed-body")
-		requireProblem(t, bundle.serve(newCancelRequest(bundle.user.Email, testfactory.KeyValue(), itoa(ride.ID),
+		requireProblem(t, bundle.serve(newCancelRequest(bundle.authOf(bundle.user), testfactory.KeyValue(), itoa(ride.ID),
 			"text/plain", `reason`)), http.StatusUnsupportedMediaType, "unsupported-media-type")
 	})
 
@@ -203,7 +207,7 @@ func TestCancelRide(t *testing.T) {
 		bundle := setup(t, nil)
 		for _, id := range []string{"abc", "0", "-1", "01", "+1", "1.0", "99999999999999999999", "%20"} {
 			value := testfactory.KeyValue()
-			requireProblem(t, bundle.serve(newCancelRequest(bundle.user.Email, value, id, "", "")), http.StatusNotFound, "ride-not-found")
+			requireProblem(t, bundle.serve(newCancelRequest(bundle.authOf(bundle.user), value, id, "", "")), http.StatusNotFound, "ride-not-found")
 			bundle.requireNoKey(t, bundle.user, value)
 			requireProblem(t, bundle.getRide(bundle.user, id), http.StatusNotFound, "ride-not-found")
 		}
@@ -215,8 +219,8 @@ func TestCancelRide(t *testing.T) {
 		ride := bundle.chargedRide(t, bundle.user)
 		requireProblem(t, bundle.serve(newCancelRequest("", testfactory.KeyValue(), itoa(ride.ID), "", "")), http.StatusUnauthorized, "auth-required")
 		requireProblem(t, bundle.serve(newCancelRequest("nobody@example.com", testfactory.KeyValue(), itoa(ride.ID), "", "")), http.StatusUnauthorized, "auth-invalid")
-		requireProblem(t, bundle.serve(newCancelRequest(bundle.user.Email, "", itoa(ride.ID), "", "")), http.StatusBadRequest, "invalid-idempotency-key")
-		requireProblem(t, bundle.serve(newCancelRequest(bundle.user.Email, "short", itoa(ride.ID), "", "")), http.StatusBadRequest, "invalid-idempotency-key")
+		requireProblem(t, bundle.serve(newCancelRequest(bundle.authOf(bundle.user), "", itoa(ride.ID), "", "")), http.StatusBadRequest, "invalid-idempotency-key")
+		requireProblem(t, bundle.serve(newCancelRequest(bundle.authOf(bundle.user), "short", itoa(ride.ID), "", "")), http.StatusBadRequest, "invalid-idempotency-key")
 		require.Empty(t, bundle.fake.Refunds())
 	})
 
@@ -276,13 +280,13 @@ func TestCancelRide(t *testing.T) {
 		other := bundle.chargedRide(t, bundle.user)
 		value := testfactory.KeyValue()
 		form := "application/x-www-form-urlencoded"
-		require.Equal(t, http.StatusOK, bundle.serve(newCancelRequest(bundle.user.Email, value, itoa(ride.ID), form, "reason=late")).Code)
+		require.Equal(t, http.StatusOK, bundle.serve(newCancelRequest(bundle.authOf(bundle.user), value, itoa(ride.ID), form, "reason=late")).Code)
 
 		for _, r := range []*http.Request{
-			newCancelRequest(bundle.user.Email, value, itoa(other.ID), form, "reason=late"),
-			newCancelRequest(bundle.user.Email, value, itoa(ride.ID), form, "reason=early"),
-			newCancelRequest(bundle.user.Email, value, itoa(ride.ID), "", ""),
-			newFormRequest(bundle.user.Email, value, validForm()), // POST /rides
+			newCancelRequest(bundle.authOf(bundle.user), value, itoa(other.ID), form, "reason=late"),
+			newCancelRequest(bundle.authOf(bundle.user), value, itoa(ride.ID), form, "reason=early"),
+			newCancelRequest(bundle.authOf(bundle.user), value, itoa(ride.ID), "", ""),
+			newFormRequest(bundle.authOf(bundle.user), value, validForm()), // POST /rides
 		} {
 			requireProblem(t, bundle.serve(r), http.StatusUnprocessableEntity, "idempotency-key-reused")
 		}
@@ -376,6 +380,10 @@ func TestCancelRide(t *testing.T) {
 }
 
 func TestGetRide(t *testing.T) {
+	forEachAuthMode(t, testGetRide)
+}
+
+func testGetRide(t *testing.T) {
 	t.Parallel()
 
 	t.Run("Charged", func(t *testing.T) {
@@ -401,7 +409,7 @@ func TestGetRide(t *testing.T) {
 		ride := bundle.chargedRide(t, bundle.user)
 		requireProblem(t, bundle.serve(httptest.NewRequest(http.MethodGet, "/rides/"+itoa(ride.ID), nil)), http.StatusUnauthorized, "auth-required")
 		r := httptest.NewRequest(http.MethodGet, "/rides/"+itoa(ride.ID), nil)
-		r.Header.Set("Authorization", bundle.user.Email)
+		r.Header.Set("Authorization", bundle.authOf(bundle.user))
 		r.Header.Set("Idempotency-Key", "short")
 		require.Equal(t, http.StatusOK, bundle.serve(r).Code, "a GET takes no key")
 	})
