@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -25,22 +26,31 @@ type simulatorCmd struct {
 
 // simulatorFlags configure the simulator, alone or in all.
 type simulatorFlags struct {
-	SimulatorEmail    string        `env:"SIMULATOR_EMAIL" default:"user@example.com" help:"User the simulator's requests authenticate as."`
-	SimulatorInterval time.Duration `env:"SIMULATOR_INTERVAL" default:"1s" help:"Longest random pause of the simulator between requests, without --rate."`
+	SimulatorCancelShare float64       `env:"SIMULATOR_CANCEL_SHARE" default:"0.1" help:"Share of the rides created that the simulator then cancels, from 0 (none) to 1."`
+	SimulatorEmail       string        `env:"SIMULATOR_EMAIL" default:"user@example.com" help:"User the simulator's requests authenticate as."`
+	SimulatorInterval    time.Duration `env:"SIMULATOR_INTERVAL" default:"1s" help:"Longest random pause of the simulator between requests, without --rate."`
 }
 
 // simulator returns a simulator of the API at apiURL, sending rate requests
 // per second (0: random pauses).
 func (f *simulatorFlags) simulator(apiURL string, rate float64, logger *slog.Logger) (*jobs.Simulator, error) {
+	if f.SimulatorCancelShare < 0 || f.SimulatorCancelShare > 1 {
+		return nil, fmt.Errorf("--simulator-cancel-share must be between 0 and 1, got %g", f.SimulatorCancelShare)
+	}
+	cancelShare := f.SimulatorCancelShare
+	if cancelShare == 0 {
+		cancelShare = -1 // none; zero would mean the default
+	}
 	client, err := apiclient.NewClient(apiURL, nil)
 	if err != nil {
 		return nil, err
 	}
 	return jobs.NewSimulator(client, &jobs.SimulatorConfig{
-		Email:    f.SimulatorEmail,
-		Interval: f.SimulatorInterval,
-		Logger:   logger,
-		Rate:     rate,
+		CancelShare: cancelShare,
+		Email:       f.SimulatorEmail,
+		Interval:    f.SimulatorInterval,
+		Logger:      logger,
+		Rate:        rate,
 	})
 }
 
