@@ -146,22 +146,12 @@ func (c *Client) CancelRide(ctx context.Context, email, key string, rideID int64
 func (c *Client) GetRide(ctx context.Context, email string, rideID int64) (*Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.config.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.rideURL(rideID, ""), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.baseURL, "/")+rides.RequestPath+"/"+strconv.FormatInt(rideID, 10), nil)
 	if err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
 	}
 	setHeader(req, "Authorization", email)
 	return c.do(req, "getting ride")
-}
-
-// rideURL is the URL of ride rideID, followed by suffix.
-func (c *Client) rideURL(rideID int64, suffix string) string {
-	return ridePath(c.baseURL, rideID) + suffix
-}
-
-// ridePath is the URL of ride rideID at the API at baseURL.
-func ridePath(baseURL string, rideID int64) string {
-	return strings.TrimSuffix(baseURL, "/") + rides.RequestPath + "/" + strconv.FormatInt(rideID, 10)
 }
 
 // do sends req and reads the answer; doing names the request in an error.
@@ -280,7 +270,7 @@ func NewCancelRequest(ctx context.Context, baseURL, email, key string, rideID in
 	if reason != "" {
 		body = Form(url.Values{"reason": {reason}})
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ridePath(baseURL, rideID)+"/cancel", strings.NewReader(body.Data))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(baseURL, "/")+rides.CancelPath(rideID), strings.NewReader(body.Data))
 	if err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
 	}
@@ -322,15 +312,6 @@ type Answer struct {
 	StripeRefundID *string
 }
 
-// rideState is a ride with its status, as a 200 shows it: the fields of
-// rides.RideBody and those below.
-type rideState struct {
-	rides.RideBody
-	CancelledAt    *time.Time `json:"cancelled_at"`
-	Status         string     `json:"status"`
-	StripeRefundID *string    `json:"stripe_refund_id"`
-}
-
 // readAnswer reads resp's body and parses what it says.
 func readAnswer(resp *http.Response) (*Answer, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
@@ -350,19 +331,19 @@ func readAnswer(resp *http.Response) (*Answer, error) {
 		}
 		return answer, nil
 	case http.StatusOK:
-		// A cancel's ride is under "ride", beside a message; a GET's is
-		// the body itself.
-		var wrapped struct {
-			Ride *rideState `json:"ride"`
-		}
-		var ride *rideState
-		if json.Unmarshal(body, &wrapped) == nil && wrapped.Ride != nil {
-			ride = wrapped.Ride
+		// A cancel's ride is under "ride", beside a message
+		// (rides.CancelledBody); a GET's is the body itself.
+		var (
+			cancelled rides.CancelledBody
+			ride      *rides.RideStateBody
+		)
+		if json.Unmarshal(body, &cancelled) == nil && cancelled.Ride != nil {
+			ride = cancelled.Ride
 		} else if json.Unmarshal(body, &ride) != nil {
 			ride = nil
 		}
-		if ride != nil && ride.ID != 0 {
-			answer.Ride, answer.RideStatus = &ride.RideBody, ride.Status
+		if ride != nil && ride.RideBody != nil {
+			answer.Ride, answer.RideStatus = ride.RideBody, ride.Status
 			answer.CancelledAt, answer.StripeRefundID = ride.CancelledAt, ride.StripeRefundID
 		}
 		return answer, nil
