@@ -293,6 +293,41 @@ func TestReconciler(t *testing.T) {
 		}, report)
 	})
 
+	// What the real cancel workflow leaves behind reconciles: the refund's
+	// metadata and amount are what reconcile checks.
+	t.Run("RealCancelsAreOK", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		exec := db.Savepoint{Tx: bundle.tx}
+		creator := ridestest.NewCreator(t, exec, nil, bundle.stripe)
+		var rideIDs []int64
+		for range 2 {
+			response, err := creator.Create(ctx, &rides.Request{
+				IdempotencyKey: testfactory.KeyValue(),
+				OriginIP:       netip.MustParseAddr("127.0.0.1"),
+				User:           bundle.user,
+			})
+			require.NoError(t, err)
+			var created rides.CreatedBody
+			require.NoError(t, json.Unmarshal(response.Body, &created))
+			rideIDs = append(rideIDs, created.Ride.ID)
+		}
+		response, err := creator.Cancel(ctx, &rides.CancelRequest{
+			IdempotencyKey: testfactory.KeyValue(),
+			OriginIP:       netip.MustParseAddr("127.0.0.1"),
+			Params:         rides.CancelParams{Reason: "plans changed", RideID: rideIDs[0]},
+			User:           bundle.user,
+		})
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, response.Status)
+
+		report := run(t, reconciler)
+		require.True(t, report.OK(), "%+v", problemsOf(report))
+		require.Equal(t, 1, report.RidesCancelled)
+		require.Equal(t, 1, report.Refunds)
+		require.Equal(t, map[int32]int{200: 1, 201: 2}, report.KeysByStatus)
+	})
+
 	t.Run("ChargeWithoutRide", func(t *testing.T) {
 		t.Parallel()
 		reconciler, bundle := setup(t)
