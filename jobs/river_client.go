@@ -37,9 +37,9 @@ type RiverClientConfig struct {
 	ReceiptSentFunc func()
 
 	// Work makes a client that works jobs once started: it registers
-	// ReceiptWorker, CancellationReceiptWorker and River's default queue. Otherwise the client only
-	// inserts jobs, in transactions of the caller (InsertManyTx), and pool
-	// may be nil.
+	// ReceiptWorker, CancellationReceiptWorker and River's default queue.
+	// Otherwise the client only inserts jobs, in transactions of the caller
+	// (InsertManyTx), and pool may be nil.
 	Work bool
 }
 
