@@ -207,16 +207,16 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 }
 
 // scanKeys counts the keys and finds those that answered 201 without a
-// charged ride.
+// charged ride, and the cancels that answered 200 without a cancelled ride.
 func (r *Reconciler) scanKeys(ctx context.Context, state *run) error {
 	report := state.report
-	return paginate(ctx, r.config.BatchSize, func(afterID int64) ([]*db.IdempotencyKeyListWithRideChargeRow, error) {
-		page, err := r.queries.IdempotencyKeyListWithRideCharge(ctx, r.exec, &db.IdempotencyKeyListWithRideChargeParams{AfterID: afterID, Max: int32(r.config.BatchSize)})
+	return paginate(ctx, r.config.BatchSize, func(afterID int64) ([]*db.IdempotencyKeyListWithOutcomeRow, error) {
+		page, err := r.queries.IdempotencyKeyListWithOutcome(ctx, r.exec, &db.IdempotencyKeyListWithOutcomeParams{AfterID: afterID, Max: int32(r.config.BatchSize)})
 		if err != nil {
 			return nil, fmt.Errorf("reading idempotency keys after id %d: %w", afterID, err)
 		}
 		return page, nil
-	}, func(key *db.IdempotencyKeyListWithRideChargeRow) int64 {
+	}, func(key *db.IdempotencyKeyListWithOutcomeRow) int64 {
 		report.Keys++
 		if key.RecoveryPoint != idempotency.RecoveryPointFinished {
 			report.KeysUnfinished++
@@ -226,6 +226,9 @@ func (r *Reconciler) scanKeys(ctx context.Context, state *run) error {
 		report.KeysByStatus[*key.ResponseCode]++
 		if *key.ResponseCode == http.StatusCreated && key.RideStripeChargeID == nil {
 			report.KeysFinishedWithoutCharge.add(strconv.FormatInt(key.ID, 10))
+		}
+		if key.Workflow == rides.WorkflowCancel && *key.ResponseCode == http.StatusOK && key.CancellationCancelledAt == nil {
+			report.KeysFinishedWithoutCancellation.add(strconv.FormatInt(key.ID, 10))
 		}
 		return key.ID
 	})

@@ -137,17 +137,19 @@ func TestReconciler(t *testing.T) {
 		return created.ID
 	}
 
-	// claim claims ride for cancellation under a key of its own, finished
-	// with 200 if refundID is set, in which case the cancellation records
-	// that refund (the ride is cancelled). The reconciler reads no cancel
-	// key's recovery point: an unfinished one is left at started.
+	// claim claims ride for cancellation under a cancel key of its own,
+	// finished with 200 if refundID is set, in which case the cancellation
+	// records that refund (the ride is cancelled). The reconciler reads no
+	// cancel key's recovery point: an unfinished one is left at started.
 	claim := func(t *testing.T, bundle *testBundle, ride *db.Ride, refundID string) {
 		t.Helper()
-		var status int32
+		opts := &testfactory.IdempotencyKeyOpts{Workflow: testfactory.Ptr(rides.WorkflowCancel)}
 		if refundID != "" {
-			status = http.StatusOK
+			opts.RecoveryPoint = testfactory.Ptr(idempotency.RecoveryPointFinished)
+			opts.ResponseBody = json.RawMessage(`{}`)
+			opts.ResponseCode = testfactory.Ptr(int32(http.StatusOK))
 		}
-		cancelKey := key(t, bundle, bundle.user, idempotency.RecoveryPointStarted, status)
+		cancelKey := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)
 		claimed, err := db.New().RideCancellationInsert(ctx, bundle.tx, &db.RideCancellationInsertParams{
 			IdempotencyKeyID: &cancelKey.ID,
 			RideID:           ride.ID,
@@ -582,6 +584,36 @@ func TestReconciler(t *testing.T) {
 		}, problemsOf(report))
 	})
 
+	// A cancel key that answered 200 whose ride is only claimed, and one
+	// with no cancellation at all.
+	t.Run("CancelKeyFinishedWithoutCancelledRide", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		_, ride, _ := chargedRide(t, bundle, nil)
+		cancelKey := func() *db.IdempotencyKey {
+			return testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, &testfactory.IdempotencyKeyOpts{
+				RecoveryPoint: testfactory.Ptr(idempotency.RecoveryPointFinished),
+				ResponseBody:  json.RawMessage(`{}`),
+				ResponseCode:  testfactory.Ptr(int32(http.StatusOK)),
+				Workflow:      testfactory.Ptr(rides.WorkflowCancel),
+			})
+		}
+		claimingKey := cancelKey()
+		_, err := db.New().RideCancellationInsert(ctx, bundle.tx, &db.RideCancellationInsertParams{
+			IdempotencyKeyID: &claimingKey.ID, RideID: ride.ID, UserID: ride.UserID,
+		})
+		require.NoError(t, err)
+		lonelyKey := cancelKey()
+
+		report := run(t, reconciler)
+		require.False(t, report.OK())
+		require.Equal(t, map[string]Problem{
+			"cancel keys finished 200 without a cancelled ride": {Count: 2, Examples: []string{
+				strconv.FormatInt(claimingKey.ID, 10), strconv.FormatInt(lonelyKey.ID, 10),
+			}},
+		}, problemsOf(report))
+	})
+
 	t.Run("CancelledRideRefundMissingOnStripe", func(t *testing.T) {
 		t.Parallel()
 		reconciler, bundle := setup(t)
@@ -763,7 +795,7 @@ func TestReportWrite(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
 		printed := lines(t, &Report{Keys: 3, KeysFinished: 3, KeysByStatus: map[int32]int{402: 1, 201: 2}})
-		require.Len(t, printed, 29, "one line per figure")
+		require.Len(t, printed, 30, "one line per figure")
 		require.Contains(t, printed, "keys: 3")
 		require.Contains(t, printed, "keys finished: 3 (201: 2, 402: 1)")
 		require.Contains(t, printed, "double charges (idempotency keys charged twice): 0")

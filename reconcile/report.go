@@ -133,6 +133,12 @@ type Report struct {
 	// or whose ride records no charge; examples are key ids.
 	KeysFinishedWithoutCharge Problem
 
+	// KeysFinishedWithoutCancellation are cancel keys that answered 200
+	// without a cancelled ride of theirs: the refund, the cancellation and
+	// the response are recorded in one transaction, so this never happens;
+	// examples are key ids.
+	KeysFinishedWithoutCancellation Problem
+
 	// RideChargesDiffering are rides whose charge on Stripe is not the
 	// ride's: wrong amount, currency, customer or ride, or not succeeded;
 	// examples name the ride and the difference.
@@ -186,6 +192,7 @@ func (r *Report) problems() []labeledProblem {
 		{"refunds without a cancelled ride", &r.RefundsWithoutCancellation},
 		{"cancelled rides whose refund is missing on Stripe", &r.CancelledRideRefundsMissing},
 		{"cancelled rides whose refund differs on Stripe", &r.CancelledRideRefundsDiffering},
+		{"cancel keys finished 200 without a cancelled ride", &r.KeysFinishedWithoutCancellation},
 	}
 }
 
