@@ -92,30 +92,101 @@ func (q *Queries) IdempotencyKeyFinish(ctx context.Context, db DBTX, arg *Idempo
 const idempotencyKeyGetAbandoned = `-- name: IdempotencyKeyGetAbandoned :many
 SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys
 WHERE recovery_point <> 'finished'
-    AND created_at < now() - make_interval(secs => $1::float8)
-    AND last_run_at < now() - make_interval(secs => $2::float8
-        * power(2, least(run_count - 1, $3::integer)))
-    AND NOT idempotency_key_lock_live(locked_at, $4::float8)
+    AND workflow = ANY($1::text[])
+    AND created_at < now() - make_interval(secs => $2::float8)
+    AND last_run_at < now() - make_interval(secs => $3::float8
+        * power(2, least(run_count - 1, $4::integer)))
+    AND NOT idempotency_key_lock_live(locked_at, $5::float8)
 ORDER BY created_at
-LIMIT $5
+LIMIT $6
 `
 
 type IdempotencyKeyGetAbandonedParams struct {
-	GraceSeconds            float64 `json:"grace_seconds"`
-	LastRunThresholdSeconds float64 `json:"last_run_threshold_seconds"`
-	MaxBackoffDoublings     int32   `json:"max_backoff_doublings"`
-	LockTimeoutSeconds      float64 `json:"lock_timeout_seconds"`
-	Max                     int32   `json:"max"`
+	Workflows               []string `json:"workflows"`
+	GraceSeconds            float64  `json:"grace_seconds"`
+	LastRunThresholdSeconds float64  `json:"last_run_threshold_seconds"`
+	MaxBackoffDoublings     int32    `json:"max_backoff_doublings"`
+	LockTimeoutSeconds      float64  `json:"lock_timeout_seconds"`
+	Max                     int32    `json:"max"`
 }
 
-// IdempotencyKeyGetAbandoned finds unfinished keys that no request is
-// working: older than the grace period, not run recently, and unlocked or
-// stale-locked (idempotency_key_lock_live, with the engine's lock timeout).
-// The wait since the last run doubles with every run, up to
-// 2^max_backoff_doublings times the threshold, so keys that keep failing are
-// retried less and less often.
+// IdempotencyKeyGetAbandoned finds unfinished keys of the given workflows
+// that no request is working: older than the grace period, not run
+// recently, and unlocked or stale-locked (idempotency_key_lock_live, with
+// the engine's lock timeout). The wait since the last run doubles with every
+// run, up to 2^max_backoff_doublings times the threshold, so keys that keep
+// failing are retried less and less often.
 func (q *Queries) IdempotencyKeyGetAbandoned(ctx context.Context, db DBTX, arg *IdempotencyKeyGetAbandonedParams) ([]*IdempotencyKey, error) {
 	rows, err := db.Query(ctx, idempotencyKeyGetAbandoned,
+		arg.Workflows,
+		arg.GraceSeconds,
+		arg.LastRunThresholdSeconds,
+		arg.MaxBackoffDoublings,
+		arg.LockTimeoutSeconds,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*IdempotencyKey
+	for rows.Next() {
+		var i IdempotencyKey
+		if err := rows.Scan(
+			&i.ID,
+			&i.CreatedAt,
+			&i.IdempotencyKey,
+			&i.LastRunAt,
+			&i.LockedAt,
+			&i.LockToken,
+			&i.RequestMethod,
+			&i.RequestParams,
+			&i.RequestPath,
+			&i.ResponseCode,
+			&i.ResponseBody,
+			&i.RecoveryPoint,
+			&i.RunCount,
+			&i.StripeIdempotencyKey,
+			&i.UserID,
+			&i.Workflow,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const idempotencyKeyGetAbandonedOtherWorkflows = `-- name: IdempotencyKeyGetAbandonedOtherWorkflows :many
+SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys
+WHERE recovery_point <> 'finished'
+    AND workflow <> ALL($1::text[])
+    AND created_at < now() - make_interval(secs => $2::float8)
+    AND last_run_at < now() - make_interval(secs => $3::float8
+        * power(2, least(run_count - 1, $4::integer)))
+    AND NOT idempotency_key_lock_live(locked_at, $5::float8)
+ORDER BY created_at
+LIMIT $6
+`
+
+type IdempotencyKeyGetAbandonedOtherWorkflowsParams struct {
+	Workflows               []string `json:"workflows"`
+	GraceSeconds            float64  `json:"grace_seconds"`
+	LastRunThresholdSeconds float64  `json:"last_run_threshold_seconds"`
+	MaxBackoffDoublings     int32    `json:"max_backoff_doublings"`
+	LockTimeoutSeconds      float64  `json:"lock_timeout_seconds"`
+	Max                     int32    `json:"max"`
+}
+
+// IdempotencyKeyGetAbandonedOtherWorkflows is IdempotencyKeyGetAbandoned for
+// the keys of every workflow NOT given: keys the completer must skip. Read
+// apart, they never fill the batch in place of keys it can drive.
+func (q *Queries) IdempotencyKeyGetAbandonedOtherWorkflows(ctx context.Context, db DBTX, arg *IdempotencyKeyGetAbandonedOtherWorkflowsParams) ([]*IdempotencyKey, error) {
+	rows, err := db.Query(ctx, idempotencyKeyGetAbandonedOtherWorkflows,
+		arg.Workflows,
 		arg.GraceSeconds,
 		arg.LastRunThresholdSeconds,
 		arg.MaxBackoffDoublings,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"unicode/utf8"
 
@@ -82,6 +83,14 @@ func (e *Engine) Resume(ctx context.Context, key *db.IdempotencyKey) (*Response,
 		UserID:     key.UserID,
 		Workflow:   wf.Name,
 	}, phases)
+}
+
+// Workflows returns the names of the registered workflows, sorted: the
+// completer looks for the keys of these, and skips those of any other.
+func (e *Engine) Workflows() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return slices.Sorted(maps.Keys(e.workflows))
 }
 
 // workflow returns the registered workflow named name.

@@ -34,6 +34,7 @@ func TestRegister(t *testing.T) {
 		require.ErrorContains(t, engine.Register(tt.wf), tt.want)
 	}
 	require.NoError(t, engine.Register(&idempotency.Workflow{Name: "POST /other", Restore: restore, RecoveryPoints: []string{"a"}}))
+	require.Equal(t, []string{"POST /other", testWorkflow}, engine.Workflows())
 }
 
 func TestWorkflows(t *testing.T) {

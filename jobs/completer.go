@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/rocketrides/rocketrides/db"
@@ -185,8 +186,9 @@ func (c *Completer) Start(ctx context.Context) error {
 			}
 			// A full batch runs again at once, unless keys failed with
 			// errors that leave them as they were (and so due again):
-			// those wait.
-			return res.NumFound == c.config.BatchSize && res.NumError == 0, nil
+			// those wait. Skipped keys stay due too, and are not part of
+			// the batch.
+			return res.NumFound-res.NumSkipped == c.config.BatchSize && res.NumError == 0, nil
 		})
 	},
 		slog.Duration("grace", c.config.Grace),
@@ -209,31 +211,44 @@ type completerRunOnceResult struct {
 	NumInProgress int
 
 	// NumSkipped is how many keys were of a workflow the engine does not
-	// know.
+	// know (counted in NumFound too). They are read apart from the batch,
+	// up to BatchSize of them, so they never crowd out keys the completer
+	// can drive.
 	NumSkipped int
 
 	NumUnfinished int
 }
 
-// runOnce drives one batch of abandoned keys, one at a time. When ctx is
-// done it stops between keys and returns what it counted with ctx's error;
-// a key that shutdown interrupted is not counted.
+// runOnce drives one batch of abandoned keys, one at a time, and counts the
+// abandoned keys of workflows the engine does not know, which Resume refuses
+// (ErrUnknownWorkflow) without touching them. When ctx is done it stops
+// between keys and returns what it counted with ctx's error; a key that
+// shutdown interrupted is not counted.
 func (c *Completer) runOnce(ctx context.Context) (*completerRunOnceResult, error) {
-	queryCtx, cancel := context.WithTimeout(ctx, c.config.QueryTimeout)
-	keys, err := c.queries.IdempotencyKeyGetAbandoned(queryCtx, c.exec, &db.IdempotencyKeyGetAbandonedParams{
+	params := &db.IdempotencyKeyGetAbandonedParams{
+		Workflows:               c.engine.Workflows(),
 		GraceSeconds:            c.config.Grace.Seconds(),
 		LastRunThresholdSeconds: c.config.LastRunThreshold.Seconds(),
 		LockTimeoutSeconds:      c.lockTimeout.Seconds(),
 		Max:                     int32(c.config.BatchSize),
 		MaxBackoffDoublings:     int32(c.config.MaxBackoffDoublings),
-	})
+	}
+	queryCtx, cancel := context.WithTimeout(ctx, c.config.QueryTimeout)
+	keys, err := c.queries.IdempotencyKeyGetAbandoned(queryCtx, c.exec, params)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("getting abandoned idempotency keys: %w", err)
 	}
+	queryCtx, cancel = context.WithTimeout(ctx, c.config.QueryTimeout)
+	others, err := c.queries.IdempotencyKeyGetAbandonedOtherWorkflows(queryCtx, c.exec, (*db.IdempotencyKeyGetAbandonedOtherWorkflowsParams)(params))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("getting abandoned idempotency keys of unknown workflows: %w", err)
+	}
 
-	res := &completerRunOnceResult{NumFound: len(keys)}
-	for _, key := range keys {
+	res := &completerRunOnceResult{NumFound: len(keys) + len(others)}
+	var skipped []string // the unknown workflows, once each
+	for _, key := range append(keys, others...) {
 		if ctx.Err() != nil {
 			break
 		}
@@ -250,6 +265,15 @@ func (c *Completer) runOnce(ctx context.Context) (*completerRunOnceResult, error
 		if c.config.OutcomeFunc != nil {
 			c.config.OutcomeFunc(outcome)
 		}
+		if outcome == CompleterOutcomeSkippedUnknownWorkflow && !slices.Contains(skipped, key.Workflow) {
+			skipped = append(skipped, key.Workflow)
+		}
+	}
+	if len(skipped) > 0 {
+		// One line a pass, not one a key: these keys stay due until a
+		// completer that knows their workflow drives them.
+		c.logger.WarnContext(ctx, "completer: skipped keys of workflows this binary does not know",
+			slog.Int("num_skipped", res.NumSkipped), slog.Any("workflows", skipped))
 	}
 
 	level, message := slog.LevelInfo, "completer: pass finished"
@@ -319,7 +343,7 @@ func completerOutcome(resp *idempotency.Response, err error) string {
 // error.
 func (c *Completer) logOutcome(ctx context.Context, key *db.IdempotencyKey, outcome string, err error) {
 	level := slog.LevelDebug
-	if outcome == CompleterOutcomeError || outcome == CompleterOutcomeSkippedUnknownWorkflow {
+	if outcome == CompleterOutcomeError {
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{

@@ -236,11 +236,18 @@ func TestCompleter(t *testing.T) {
 	})
 
 	// A key of a workflow this binary does not know is skipped, counted and
-	// left as it was; the other keys of the pass are driven.
+	// left as it was; the other keys of the pass are driven, even when the
+	// unknown keys are older and the batch has room for one key only.
 	t.Run("SkipsUnknownWorkflow", func(t *testing.T) {
 		t.Parallel()
-		completer, bundle := setup(t)
+		_, bundle := setup(t)
+		completer := completerNew(t, bundle.tx, ridestest.NewCreator(t, db.Savepoint{Tx: bundle.tx}, nil, bundle.stripe), &CompleterConfig{
+			BatchSize:   1,
+			Logger:      completerTestLogger(t),
+			OutcomeFunc: func(outcome string) { bundle.outcomes = append(bundle.outcomes, outcome) },
+		})
 		opts := abandoned(bundle)
+		opts.CreatedAt = testfactory.Ptr(bundle.now.Add(-time.Hour))
 		opts.Workflow = testfactory.Ptr("POST /rides/{id}/upgrade")
 		opts.RequestPath = testfactory.Ptr("/rides/1/upgrade")
 		unknown := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)

@@ -63,15 +63,30 @@ UPDATE idempotency_keys
 SET locked_at = NULL, lock_token = NULL
 WHERE id = @id AND lock_token = @lock_token;
 
--- IdempotencyKeyGetAbandoned finds unfinished keys that no request is
--- working: older than the grace period, not run recently, and unlocked or
--- stale-locked (idempotency_key_lock_live, with the engine's lock timeout).
--- The wait since the last run doubles with every run, up to
--- 2^max_backoff_doublings times the threshold, so keys that keep failing are
--- retried less and less often.
+-- IdempotencyKeyGetAbandoned finds unfinished keys of the given workflows
+-- that no request is working: older than the grace period, not run
+-- recently, and unlocked or stale-locked (idempotency_key_lock_live, with
+-- the engine's lock timeout). The wait since the last run doubles with every
+-- run, up to 2^max_backoff_doublings times the threshold, so keys that keep
+-- failing are retried less and less often.
 -- name: IdempotencyKeyGetAbandoned :many
 SELECT * FROM idempotency_keys
 WHERE recovery_point <> 'finished'
+    AND workflow = ANY(sqlc.arg(workflows)::text[])
+    AND created_at < now() - make_interval(secs => sqlc.arg(grace_seconds)::float8)
+    AND last_run_at < now() - make_interval(secs => sqlc.arg(last_run_threshold_seconds)::float8
+        * power(2, least(run_count - 1, sqlc.arg(max_backoff_doublings)::integer)))
+    AND NOT idempotency_key_lock_live(locked_at, sqlc.arg(lock_timeout_seconds)::float8)
+ORDER BY created_at
+LIMIT @max;
+
+-- IdempotencyKeyGetAbandonedOtherWorkflows is IdempotencyKeyGetAbandoned for
+-- the keys of every workflow NOT given: keys the completer must skip. Read
+-- apart, they never fill the batch in place of keys it can drive.
+-- name: IdempotencyKeyGetAbandonedOtherWorkflows :many
+SELECT * FROM idempotency_keys
+WHERE recovery_point <> 'finished'
+    AND workflow <> ALL(sqlc.arg(workflows)::text[])
     AND created_at < now() - make_interval(secs => sqlc.arg(grace_seconds)::float8)
     AND last_run_at < now() - make_interval(secs => sqlc.arg(last_run_threshold_seconds)::float8
         * power(2, least(run_count - 1, sqlc.arg(max_backoff_doublings)::integer)))
