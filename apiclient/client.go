@@ -1,6 +1,8 @@
 // Package apiclient is a small Go client of the rocket-rides HTTP API: it
 // builds and sends POST /rides with the original's headers (Authorization,
-// as an API key or the demo's email, and Idempotency-Key), a form or JSON body and raise_error when asked, and
+// as an API key or the demo's email, and Idempotency-Key), a form or JSON
+// body and raise_error when asked, POST /rides/{id}/cancel with an optional
+// reason, and GET /rides/{id}, and
 // reads the answer: its status, problem type, replay marker and ride.
 //
 // The simulator, the bench, the chaos run and the API's tests all build
@@ -79,7 +81,7 @@ func (c *ClientConfig) validate() error {
 	return nil
 }
 
-// Client sends POST /rides to one API. It is safe for concurrent use.
+// Client sends requests to one API. It is safe for concurrent use.
 type Client struct {
 	baseURL string
 	config  *ClientConfig
@@ -119,6 +121,44 @@ func (c *Client) PostRide(ctx context.Context, ride *Ride) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.do(req, "posting ride")
+}
+
+// CancelRide sends POST /rides/{rideID}/cancel with authorization (see
+// Authorization) as its Authorization header, with the
+// idempotency key key and, unless it is empty, reason as the form's
+// reason (an empty reason sends an empty body), and reads the answer as
+// PostRide does. A 200's ride has its RideStatus "cancelled", its
+// StripeRefundID and its CancelledAt. Retry it with the same key and
+// reason until the answer is definitive.
+func (c *Client) CancelRide(ctx context.Context, authorization, key string, rideID int64, reason string) (*Answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.config.Timeout)
+	defer cancel()
+	req, err := NewCancelRequest(ctx, c.baseURL, authorization, key, rideID, reason)
+	if err != nil {
+		return nil, err
+	}
+	return c.do(req, "cancelling ride")
+}
+
+// GetRide sends GET /rides/{rideID} with authorization (see Authorization)
+// and reads the
+// answer as PostRide does: a 200's ride with its RideStatus, refund and
+// cancellation time, or a 404 ride-not-found for no such ride and for
+// another user's alike.
+func (c *Client) GetRide(ctx context.Context, authorization string, rideID int64) (*Answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.config.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.baseURL, "/")+rides.RequestPath+"/"+strconv.FormatInt(rideID, 10), nil)
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	setHeader(req, "Authorization", authorization)
+	return c.do(req, "getting ride")
+}
+
+// do sends req and reads the answer; doing names the request in an error.
+func (c *Client) do(req *http.Request, doing string) (*Answer, error) {
 	resp, err := c.config.HTTPClient.Do(req)
 	if err != nil {
 		// The error without the method and URL that net/http adds, which
@@ -126,10 +166,27 @@ func (c *Client) PostRide(ctx context.Context, ride *Ride) (*Answer, error) {
 		if urlErr, ok := errors.AsType[*url.Error](err); ok {
 			err = urlErr.Err
 		}
-		return nil, fmt.Errorf("posting ride: %w", err)
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	defer resp.Body.Close()
 	return readAnswer(resp)
+}
+
+// Authorization is the value of the Authorization header that
+// authenticates with apiKey (Bearer, for an API in api_key mode) or, without
+// one, as the user email (demo mode); empty if both are.
+func Authorization(apiKey, email string) string {
+	if apiKey != "" {
+		return "Bearer " + apiKey
+	}
+	return email
+}
+
+// setHeader sets header name to value, unless value is empty.
+func setHeader(req *http.Request, name, value string) {
+	if value != "" {
+		req.Header.Set(name, value)
+	}
 }
 
 // Ride is one POST /rides request.
@@ -216,27 +273,41 @@ func NewRequest(ctx context.Context, baseURL string, ride *Ride) (*http.Request,
 	if err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
 	}
-	switch {
-	case ride.APIKey != "" && ride.Email != "":
+	if ride.APIKey != "" && ride.Email != "" {
 		return nil, errors.New("building request: set APIKey or Email, not both")
-	case ride.APIKey != "":
-		req.Header.Set("Authorization", "Bearer "+ride.APIKey)
-	case ride.Email != "":
-		req.Header.Set("Authorization", ride.Email)
 	}
-	if ride.IdempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", ride.IdempotencyKey)
-	}
-	if ride.Body.ContentType != "" {
-		req.Header.Set("Content-Type", ride.Body.ContentType)
-	}
+	setHeader(req, "Authorization", Authorization(ride.APIKey, ride.Email))
+	setHeader(req, "Idempotency-Key", ride.IdempotencyKey)
+	setHeader(req, "Content-Type", ride.Body.ContentType)
 	return req, nil
 }
 
-// Answer is the API's answer to a POST /rides.
+// NewCancelRequest builds POST /rides/{rideID}/cancel to the API at
+// baseURL, with authorization (see Authorization) and the idempotency key key (each left out
+// if empty), and reason form-encoded unless it is empty: then the body is
+// empty, with no Content-Type. Client.CancelRide sends it.
+func NewCancelRequest(ctx context.Context, baseURL, authorization, key string, rideID int64, reason string) (*http.Request, error) {
+	var body Body
+	if reason != "" {
+		body = Form(url.Values{"reason": {reason}})
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(baseURL, "/")+rides.CancelPath(rideID), strings.NewReader(body.Data))
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	setHeader(req, "Authorization", authorization)
+	setHeader(req, "Idempotency-Key", key)
+	setHeader(req, "Content-Type", body.ContentType)
+	return req, nil
+}
+
+// Answer is the API's answer to a request.
 type Answer struct {
 	// Body is the answer's body (its first 64 KiB).
 	Body []byte
+
+	// CancelledAt is when a 200's ride was cancelled, nil if it is not.
+	CancelledAt *time.Time
 
 	// ProblemType is an error answer's problem type without
 	// problem.TypeBase, such as "card-declined"; empty for a success or a
@@ -247,11 +318,19 @@ type Answer struct {
 	// with the same key (the Idempotent-Replayed header).
 	Replayed bool
 
-	// Ride is a 201's ride, nil for any other answer.
+	// Ride is the ride of a 201 (POST /rides) or of a 200 (GET /rides/{id},
+	// POST /rides/{id}/cancel), nil for any other answer.
 	Ride *rides.RideBody
+
+	// RideStatus is a 200's ride's status: "pending_payment", "charged",
+	// "declined" or "cancelled"; empty for any other answer.
+	RideStatus string
 
 	// Status is the HTTP status.
 	Status int
+
+	// StripeRefundID is a 200's ride's refund, nil if it has none.
+	StripeRefundID *string
 }
 
 // readAnswer reads resp's body and parses what it says.
@@ -265,10 +344,28 @@ func readAnswer(resp *http.Response) (*Answer, error) {
 		Replayed: resp.Header.Get(HeaderIdempotentReplayed) == "true",
 		Status:   resp.StatusCode,
 	}
-	if resp.StatusCode == http.StatusCreated {
+	switch resp.StatusCode {
+	case http.StatusCreated:
 		var created rides.CreatedBody
 		if json.Unmarshal(body, &created) == nil {
 			answer.Ride = created.Ride
+		}
+		return answer, nil
+	case http.StatusOK:
+		// A cancel's ride is under "ride", beside a message
+		// (rides.CancelledBody); a GET's is the body itself.
+		var (
+			cancelled rides.CancelledBody
+			ride      *rides.RideStateBody
+		)
+		if json.Unmarshal(body, &cancelled) == nil && cancelled.Ride != nil {
+			ride = cancelled.Ride
+		} else if json.Unmarshal(body, &ride) != nil {
+			ride = nil
+		}
+		if ride != nil && ride.RideBody != nil {
+			answer.Ride, answer.RideStatus = ride.RideBody, ride.Status
+			answer.CancelledAt, answer.StripeRefundID = ride.CancelledAt, ride.StripeRefundID
 		}
 		return answer, nil
 	}

@@ -182,3 +182,115 @@ func TestPostRide(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 	})
 }
+
+func TestCancelRide(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("ReasonAndHeaders", func(t *testing.T) {
+		t.Parallel()
+		baseURL, got := newTestAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"message":"Ride cancelled. Your refund is on its way.","ride":{"id":7,"stripe_charge_id":"ch_1",` +
+				`"status":"cancelled","stripe_refund_id":"re_1","cancelled_at":"2026-12-02T03:04:05Z"}}`))
+		})
+		client, err := NewClient(baseURL+"/", nil)
+		require.NoError(t, err)
+
+		answer, err := client.CancelRide(ctx, "rider@example.com", "key-0123456789abcdefghij", 7, "plans changed")
+		require.NoError(t, err)
+
+		req := <-got
+		require.Equal(t, http.MethodPost, req.Method)
+		require.Equal(t, "/rides/7/cancel", req.Path)
+		require.Equal(t, "rider@example.com", req.Header.Get("Authorization"))
+		require.Equal(t, "key-0123456789abcdefghij", req.Header.Get("Idempotency-Key"))
+		require.Equal(t, ContentTypeForm, req.Header.Get("Content-Type"))
+		require.Equal(t, "reason=plans+changed", req.Body)
+
+		require.Equal(t, http.StatusOK, answer.Status)
+		require.Equal(t, int64(7), answer.Ride.ID)
+		require.Equal(t, "ch_1", *answer.Ride.StripeChargeID)
+		require.Equal(t, "cancelled", answer.RideStatus)
+		require.Equal(t, "re_1", *answer.StripeRefundID)
+		require.Equal(t, time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC), *answer.CancelledAt)
+	})
+
+	t.Run("NoReasonIsAnEmptyBody", func(t *testing.T) {
+		t.Parallel()
+		baseURL, got := newTestAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", problem.ContentType)
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(problem.New(http.StatusConflict, "ride-already-cancelled", "The ride is already cancelled."))
+		})
+		client, err := NewClient(baseURL, nil)
+		require.NoError(t, err)
+
+		answer, err := client.CancelRide(ctx, "rider@example.com", "key-0123456789abcdefghij", 7, "")
+		require.NoError(t, err)
+
+		req := <-got
+		require.NotContains(t, req.Header, "Content-Type")
+		require.Empty(t, req.Body)
+		require.Equal(t, http.StatusConflict, answer.Status)
+		require.Equal(t, "ride-already-cancelled", answer.ProblemType)
+		require.Nil(t, answer.Ride)
+		require.Empty(t, answer.RideStatus)
+	})
+
+	t.Run("NoAnswer", func(t *testing.T) {
+		t.Parallel()
+		server := httptest.NewServer(http.NotFoundHandler())
+		server.Close()
+		client, err := NewClient(server.URL, nil)
+		require.NoError(t, err)
+
+		_, err = client.CancelRide(ctx, "rider@example.com", "key-0123456789abcdefghij", 7, "")
+		require.ErrorContains(t, err, "cancelling ride: dial tcp")
+	})
+}
+
+func TestGetRide(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("Charged", func(t *testing.T) {
+		t.Parallel()
+		baseURL, got := newTestAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"id":7,"stripe_charge_id":"ch_1","status":"charged","stripe_refund_id":null,"cancelled_at":null}`))
+		})
+		client, err := NewClient(baseURL, nil)
+		require.NoError(t, err)
+
+		answer, err := client.GetRide(ctx, "rider@example.com", 7)
+		require.NoError(t, err)
+
+		req := <-got
+		require.Equal(t, http.MethodGet, req.Method)
+		require.Equal(t, "/rides/7", req.Path)
+		require.Equal(t, "rider@example.com", req.Header.Get("Authorization"))
+		require.NotContains(t, req.Header, "Idempotency-Key")
+
+		require.Equal(t, http.StatusOK, answer.Status)
+		require.Equal(t, int64(7), answer.Ride.ID)
+		require.Equal(t, "charged", answer.RideStatus)
+		require.Nil(t, answer.StripeRefundID)
+		require.Nil(t, answer.CancelledAt)
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		t.Parallel()
+		baseURL, _ := newTestAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", problem.ContentType)
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(problem.New(http.StatusNotFound, "ride-not-found", "No such ride."))
+		})
+		client, err := NewClient(baseURL, nil)
+		require.NoError(t, err)
+
+		answer, err := client.GetRide(ctx, "rider@example.com", 7)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNotFound, answer.Status)
+		require.Equal(t, "ride-not-found", answer.ProblemType)
+		require.Nil(t, answer.Ride)
+	})
+}

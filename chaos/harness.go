@@ -149,6 +149,10 @@ func (h *harness) runPhases(ctx context.Context, res *result) error {
 	}
 	res.stripeFakeExited = fake.exited()
 	res.answersUnmatched, err = unmatchedAnswers(ctx, pool, res.load.rides)
+	if err != nil {
+		return err
+	}
+	res.cancelsUnmatched, err = unmatchedCancels(ctx, pool, res.load.cancels.cancelled)
 	return err
 }
 

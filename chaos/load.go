@@ -64,6 +64,9 @@ type loadStats struct {
 	// attempts counts every attempt by answer.
 	attempts map[string]int
 
+	// cancels is what the clients saw of their cancels.
+	cancels cancelStats
+
 	// gaveUp counts requests that got no definitive answer in maxAttempts.
 	gaveUp int
 
@@ -104,7 +107,12 @@ func newLoad(cfg *config, apiURL string, logger *slog.Logger) (*load, error) {
 		client: client,
 		config: cfg,
 		logger: logger,
-		stats:  loadStats{answers: make(map[string]int), attempts: make(map[string]int), rides: make(map[int64]string)},
+		stats: loadStats{
+			answers:  make(map[string]int),
+			attempts: make(map[string]int),
+			cancels:  newCancelStats(),
+			rides:    make(map[int64]string),
+		},
 	}, nil
 }
 
@@ -126,6 +134,8 @@ func (h *harness) driveLoad(ctx context.Context, res *result) error {
 		l.run(loadCtx, retryCtx)
 		close(clientsDone)
 	}()
+	liveDone := make(chan *liveReconcile, 1)
+	go func() { liveDone <- h.reconcileDuringLoad(loadCtx) }()
 
 	plan := planFaults(rand.New(rand.NewPCG(h.config.seed, 0)), h.config.duration, h.config.kills)
 	err = h.runFaults(ctx, loadCtx, time.Now(), plan, res)
@@ -141,6 +151,7 @@ func (h *harness) driveLoad(ctx context.Context, res *result) error {
 		<-clientsDone
 	}
 	res.load = l.snapshot()
+	res.live = <-liveDone
 	return err
 }
 
@@ -168,11 +179,13 @@ func (l *load) run(loadCtx, retryCtx context.Context) {
 
 // rideRequest is one request, the same at every attempt but for raise_error.
 type rideRequest struct {
-	abandon    bool // give up after the first attempt
-	email      string
-	key        string
-	params     rides.Params
-	raiseError bool // on the first attempt
+	abandon       bool // give up after the first attempt
+	abandonCancel bool // give up on the cancel after its first attempt, unless definitive
+	cancel        bool // cancel the ride once created
+	email         string
+	key           string
+	params        rides.Params
+	raiseError    bool // on the first attempt
 }
 
 func newRideRequest(rng *rand.Rand) *rideRequest {
@@ -194,6 +207,8 @@ func newRideRequest(rng *rand.Rand) *rideRequest {
 	if rng.Float64() < declineRate {
 		r.email = emailDeclined
 	}
+	r.cancel = rng.Float64() < cancelRate
+	r.abandonCancel = rng.Float64() < abandonCancelRate
 	return r
 }
 
@@ -216,6 +231,9 @@ func (l *load) request(ctx context.Context, r *rideRequest) {
 		switch {
 		case a.definitive():
 			l.finish(a)
+			if a.status == http.StatusCreated && r.cancel {
+				l.cancel(ctx, r, a.rideID)
+			}
 			return
 		case attempt == 1 && r.abandon:
 			l.update(func(s *loadStats) { s.abandoned++ })
@@ -271,7 +289,8 @@ func (l *load) snapshot() loadStats {
 type answer struct {
 	chargeID    string // of a 201
 	problemKind string // of an error, such as "card-declined"
-	rideID      int64  // of a 201
+	refundID    string // of a cancel's 200
+	rideID      int64  // of a 201 or a cancel's 200
 	status      int    // 0 if no answer came back
 }
 

@@ -1,19 +1,26 @@
 // Command chaos proves rocket-rides under faults. It runs the real processes,
 // each on its own, on loopback ports, against a fresh database: the Stripe
 // fake (slow, and failing 5% of charges before and 5% after recording
-// them), the API and the completer. Retrying clients send POST /rides, half
-// of them asking for a failure on their first attempt, while the API is
-// killed with SIGKILL at random moments and restarted, and PostgreSQL is
-// restarted once if that is allowed (see -postgres-restart). Then the load
-// stops, the completer finishes what the clients left, and the database is
-// reconciled with Stripe.
+// them, and as many refunds), the API and the completer. Retrying clients
+// send POST /rides, half of them asking for a failure on their first
+// attempt, and cancel a share of the rides created (POST /rides/{id}/cancel,
+// retried with its own key, some abandoned to the completer), while the API
+// is killed with SIGKILL at random moments and restarted, and PostgreSQL is
+// restarted once if that is allowed (see -postgres-restart). Reconcile runs
+// again and again during the load. Then the load stops, the completer
+// finishes what the clients left, and the database is reconciled with
+// Stripe.
 //
 // It prints one line per figure and exits non-zero if an invariant fails:
 // no double charge, no ride charged while its key is unfinished, every key
 // finished (201, or a stored 402 or 503), reconcile OK, every 201 answer
 // names its own charged ride, every retrying client got a definitive
-// answer, every planned kill happened, and no process died on its own (the
-// API must survive the database's restart without being restarted).
+// answer, every planned kill happened, no process died on its own (the API
+// must survive the database's restart without being restarted), no ride
+// refunded twice, every cancelled ride has exactly one full refund, every
+// 200 cancel names its own cancelled ride and refund, every cancelling
+// client got a definitive answer, and no run of reconcile during the load
+// reported a difference.
 //
 // Run it from the repository's root:
 //

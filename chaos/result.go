@@ -17,10 +17,12 @@ type result struct {
 	answersUnmatched      int  // 201 answers whose ride does not hold the charge they named
 	apiCrashes            int  // times the API was found dead without being killed
 	apiExited             bool // the API was dead at the end
+	cancelsUnmatched      int  // 200 cancel answers whose ride is not cancelled with the refund they named
 	completerExited       bool
 	err                   error // the run could not go on
 	kills                 int
 	killsPlanned          int
+	live                  *liveReconcile // the runs of reconcile during the load
 	load                  loadStats
 	postgres              postgresRestart
 	report                *reconcile.Report
@@ -55,10 +57,18 @@ func (r *result) checks() []check {
 		{"every key finished (201, or a stored 402 or 503)", judge(reconciled && report.KeysUnfinished == 0)},
 		{"reconcile OK", judge(reconciled && report.OK())},
 		{"every 201 answer names its own charged ride", judge(reconciled && r.answersUnmatched == 0 && r.load.sharedRides == 0)},
-		{"every retrying client got an expected definitive answer", judge(r.load.gaveUp == 0 && r.load.interrupted == 0 && unexpectedAnswers(r.load.answers) == 0)},
+		{"every retrying client got an expected definitive answer", judge(r.load.gaveUp == 0 && r.load.interrupted == 0 && unexpectedAnswers(r.load.answers, expectedAnswers) == 0)},
 		{"the API was killed as often as planned", judge(r.kills >= r.killsPlanned)},
 		{"the API survived PostgreSQL's restart without being restarted", judge(restart.apiSurvived)},
 		{"no process died on its own", judge(r.apiCrashes == 0 && !r.apiExited && !r.completerExited && !r.stripeFakeExited)},
+		{"no ride refunded twice", judge(reconciled && report.ChargesRefundedTwice.Count == 0)},
+		{"every cancelled ride has exactly one full refund, and no refund is without one", judge(reconciled &&
+			report.CancelledRideRefundsMissing.Count == 0 && report.CancelledRideRefundsDiffering.Count == 0 &&
+			report.RefundsWithoutCancellation.Count == 0 && report.RidesCancellationClaimed == 0)},
+		{"every 200 cancel names its own ride, cancelled with its refund", judge(reconciled && r.cancelsUnmatched == 0 && r.load.cancels.sharedRides == 0)},
+		{"every cancelling client got an expected definitive answer", judge(r.load.cancels.gaveUp == 0 && r.load.cancels.interrupted == 0 &&
+			unexpectedAnswers(r.load.cancels.answers, expectedCancelAnswers) == 0)},
+		{"reconcile during the load never reported a difference", judge(r.live != nil && r.live.runs > 0 && r.live.differing == 0)},
 	}
 	if restart.skipped != "" {
 		checks[8].status = checkSkipped
@@ -73,12 +83,11 @@ func judge(ok bool) string {
 	return checkFailed
 }
 
-// unexpectedAnswers counts the definitive answers that no request should
-// end with.
-func unexpectedAnswers(answers map[string]int) int {
+// unexpectedAnswers counts the definitive answers that are not expected.
+func unexpectedAnswers(answers map[string]int, expected map[string]bool) int {
 	var n int
 	for label, count := range answers {
-		if !expectedAnswers[label] {
+		if !expected[label] {
 			n += count
 		}
 	}
@@ -99,6 +108,15 @@ func (r *result) write(w io.Writer) bool {
 	line("answers by status", "%s", formatCounts(load.answers))
 	line("clients that gave up", "%d (after %d attempts)", load.gaveUp, maxAttempts)
 	line("requests cut off by the end of the run", "%d", load.interrupted)
+	cancels := load.cancels
+	line("cancels sent", "%d (of %d rides created; abandoned after a first attempt that was not definitive, left to the completer: %d)",
+		cancels.sent, load.answers["201"], cancels.abandoned)
+	line("cancel attempts", "%d (%s)", sum(cancels.attempts), formatCounts(cancels.attempts))
+	line("cancel answers by status", "%s", formatCounts(cancels.answers))
+	line("cancelling clients that gave up", "%d (after %d attempts; cut off by the end of the run: %d)", cancels.gaveUp, maxAttempts, cancels.interrupted)
+	if r.live != nil {
+		line("reconcile during the load", "%s", r.live.describe())
+	}
 	line("API kills (SIGKILL)", "%d (planned %d; the API died on its own %d times)", r.kills, r.killsPlanned, r.apiCrashes)
 	line("PostgreSQL restart", "%s", r.postgres.describe())
 	if r.unfinishedAfterSettle == 0 {
@@ -114,6 +132,9 @@ func (r *result) write(w io.Writer) bool {
 		line("double charges", "%d", report.DoubleCharges.Count)
 		line("rides without a charge", "%d", report.RidesUncharged())
 		line("201 answers not matching their charged ride", "%d", r.answersUnmatched+load.sharedRides)
+		line("rides cancelled", "%d (claims left: %d)", report.RidesCancelled, report.RidesCancellationClaimed)
+		line("refunds", "%d (charges refunded twice: %d)", report.Refunds, report.ChargesRefundedTwice.Count)
+		line("200 cancel answers not matching their cancelled ride", "%d", r.cancelsUnmatched+cancels.sharedRides)
 	}
 	_ = tw.Flush()
 
@@ -127,6 +148,9 @@ func (r *result) write(w io.Writer) bool {
 	for _, c := range r.checks() {
 		fmt.Fprintf(w, "%-7s %s\n", c.status, c.name)
 		passed = passed && c.status != checkFailed
+	}
+	if r.live != nil && r.live.firstDifference != "" {
+		fmt.Fprintf(w, "\nthe first difference reconcile reported during the load:\n%s\n", r.live.firstDifference)
 	}
 	if r.err != nil {
 		fmt.Fprintf(w, "\nchaos: error: %s\n", r.err)

@@ -471,43 +471,50 @@ func (q *Queries) IdempotencyKeyInsertFull(ctx context.Context, db DBTX, arg *Id
 	return &i, err
 }
 
-const idempotencyKeyListWithRideCharge = `-- name: IdempotencyKeyListWithRideCharge :many
-SELECT k.id, k.recovery_point, k.response_code, r.stripe_charge_id AS ride_stripe_charge_id
+const idempotencyKeyListWithOutcome = `-- name: IdempotencyKeyListWithOutcome :many
+SELECT k.id, k.workflow, k.recovery_point, k.response_code, r.stripe_charge_id AS ride_stripe_charge_id,
+    c.cancelled_at AS cancellation_cancelled_at
 FROM idempotency_keys k
 LEFT JOIN rides r ON r.idempotency_key_id = k.id
+LEFT JOIN ride_cancellations c ON c.idempotency_key_id = k.id
 WHERE k.id > $1
 ORDER BY k.id
 LIMIT $2
 `
 
-type IdempotencyKeyListWithRideChargeParams struct {
+type IdempotencyKeyListWithOutcomeParams struct {
 	AfterID int64 `json:"after_id"`
 	Max     int32 `json:"max"`
 }
 
-type IdempotencyKeyListWithRideChargeRow struct {
-	ID                 int64   `json:"id"`
-	RecoveryPoint      string  `json:"recovery_point"`
-	ResponseCode       *int32  `json:"response_code"`
-	RideStripeChargeID *string `json:"ride_stripe_charge_id"`
+type IdempotencyKeyListWithOutcomeRow struct {
+	ID                      int64      `json:"id"`
+	Workflow                string     `json:"workflow"`
+	RecoveryPoint           string     `json:"recovery_point"`
+	ResponseCode            *int32     `json:"response_code"`
+	RideStripeChargeID      *string    `json:"ride_stripe_charge_id"`
+	CancellationCancelledAt *time.Time `json:"cancellation_cancelled_at"`
 }
 
-// IdempotencyKeyListWithRideCharge reads a page of keys, in id order after
-// after_id (keyset pagination), each with its ride's charge, if any.
-func (q *Queries) IdempotencyKeyListWithRideCharge(ctx context.Context, db DBTX, arg *IdempotencyKeyListWithRideChargeParams) ([]*IdempotencyKeyListWithRideChargeRow, error) {
-	rows, err := db.Query(ctx, idempotencyKeyListWithRideCharge, arg.AfterID, arg.Max)
+// IdempotencyKeyListWithOutcome reads a page of keys, in id order after
+// after_id (keyset pagination), each with what it made: its ride's charge,
+// if any, and its cancellation's time, if any.
+func (q *Queries) IdempotencyKeyListWithOutcome(ctx context.Context, db DBTX, arg *IdempotencyKeyListWithOutcomeParams) ([]*IdempotencyKeyListWithOutcomeRow, error) {
+	rows, err := db.Query(ctx, idempotencyKeyListWithOutcome, arg.AfterID, arg.Max)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*IdempotencyKeyListWithRideChargeRow
+	var items []*IdempotencyKeyListWithOutcomeRow
 	for rows.Next() {
-		var i IdempotencyKeyListWithRideChargeRow
+		var i IdempotencyKeyListWithOutcomeRow
 		if err := rows.Scan(
 			&i.ID,
+			&i.Workflow,
 			&i.RecoveryPoint,
 			&i.ResponseCode,
 			&i.RideStripeChargeID,
+			&i.CancellationCancelledAt,
 		); err != nil {
 			return nil, err
 		}

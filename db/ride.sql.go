@@ -195,6 +195,55 @@ func (q *Queries) RideListWithCustomerAndKey(ctx context.Context, db DBTX, arg *
 	return items, nil
 }
 
+const rideListWithCustomerAndKeyByIDs = `-- name: RideListWithCustomerAndKeyByIDs :many
+SELECT r.id, r.stripe_charge_id, u.stripe_customer_id,
+    k.id AS key_id, k.recovery_point AS key_recovery_point, k.response_code AS key_response_code
+FROM rides r
+JOIN users u ON u.id = r.user_id
+LEFT JOIN idempotency_keys k ON k.id = r.idempotency_key_id
+WHERE r.id = ANY($1::bigint[])
+ORDER BY r.id
+`
+
+type RideListWithCustomerAndKeyByIDsRow struct {
+	ID               int64   `json:"id"`
+	StripeChargeID   *string `json:"stripe_charge_id"`
+	StripeCustomerID string  `json:"stripe_customer_id"`
+	KeyID            *int64  `json:"key_id"`
+	KeyRecoveryPoint *string `json:"key_recovery_point"`
+	KeyResponseCode  *int32  `json:"key_response_code"`
+}
+
+// RideListWithCustomerAndKeyByIDs reads the rides ids, as
+// RideListWithCustomerAndKey does: reconcile's second look at the rides of
+// charges that the first read did not explain.
+func (q *Queries) RideListWithCustomerAndKeyByIDs(ctx context.Context, db DBTX, ids []int64) ([]*RideListWithCustomerAndKeyByIDsRow, error) {
+	rows, err := db.Query(ctx, rideListWithCustomerAndKeyByIDs, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RideListWithCustomerAndKeyByIDsRow
+	for rows.Next() {
+		var i RideListWithCustomerAndKeyByIDsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.StripeChargeID,
+			&i.StripeCustomerID,
+			&i.KeyID,
+			&i.KeyRecoveryPoint,
+			&i.KeyResponseCode,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const rideSetStripeChargeID = `-- name: RideSetStripeChargeID :one
 UPDATE rides
 SET stripe_charge_id = $1

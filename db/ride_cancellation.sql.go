@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"time"
 )
 
 const rideCancellationDelete = `-- name: RideCancellationDelete :exec
@@ -96,6 +97,102 @@ func (q *Queries) RideCancellationInsert(ctx context.Context, db DBTX, arg *Ride
 		&i.UserID,
 	)
 	return &i, err
+}
+
+const rideCancellationListWithRideCharge = `-- name: RideCancellationListWithRideCharge :many
+SELECT c.id, c.ride_id, c.stripe_refund_id, c.cancelled_at, r.stripe_charge_id AS ride_stripe_charge_id
+FROM ride_cancellations c
+JOIN rides r ON r.id = c.ride_id
+WHERE c.id > $1
+ORDER BY c.id
+LIMIT $2
+`
+
+type RideCancellationListWithRideChargeParams struct {
+	AfterID int64 `json:"after_id"`
+	Max     int32 `json:"max"`
+}
+
+type RideCancellationListWithRideChargeRow struct {
+	ID                 int64      `json:"id"`
+	RideID             int64      `json:"ride_id"`
+	StripeRefundID     *string    `json:"stripe_refund_id"`
+	CancelledAt        *time.Time `json:"cancelled_at"`
+	RideStripeChargeID *string    `json:"ride_stripe_charge_id"`
+}
+
+// RideCancellationListWithRideCharge reads a page of cancellations and
+// claims, in id order after after_id (keyset pagination), each with its
+// ride's charge: what reconcile compares with Stripe's refunds.
+func (q *Queries) RideCancellationListWithRideCharge(ctx context.Context, db DBTX, arg *RideCancellationListWithRideChargeParams) ([]*RideCancellationListWithRideChargeRow, error) {
+	rows, err := db.Query(ctx, rideCancellationListWithRideCharge, arg.AfterID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RideCancellationListWithRideChargeRow
+	for rows.Next() {
+		var i RideCancellationListWithRideChargeRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.RideID,
+			&i.StripeRefundID,
+			&i.CancelledAt,
+			&i.RideStripeChargeID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const rideCancellationListWithRideChargeByRideIDs = `-- name: RideCancellationListWithRideChargeByRideIDs :many
+SELECT c.id, c.ride_id, c.stripe_refund_id, c.cancelled_at, r.stripe_charge_id AS ride_stripe_charge_id
+FROM ride_cancellations c
+JOIN rides r ON r.id = c.ride_id
+WHERE c.ride_id = ANY($1::bigint[])
+ORDER BY c.id
+`
+
+type RideCancellationListWithRideChargeByRideIDsRow struct {
+	ID                 int64      `json:"id"`
+	RideID             int64      `json:"ride_id"`
+	StripeRefundID     *string    `json:"stripe_refund_id"`
+	CancelledAt        *time.Time `json:"cancelled_at"`
+	RideStripeChargeID *string    `json:"ride_stripe_charge_id"`
+}
+
+// RideCancellationListWithRideChargeByRideIDs reads the cancellations and
+// claims of the rides ride_ids, as RideCancellationListWithRideCharge does:
+// reconcile's second look at refunds that the first read did not explain.
+func (q *Queries) RideCancellationListWithRideChargeByRideIDs(ctx context.Context, db DBTX, rideIds []int64) ([]*RideCancellationListWithRideChargeByRideIDsRow, error) {
+	rows, err := db.Query(ctx, rideCancellationListWithRideChargeByRideIDs, rideIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RideCancellationListWithRideChargeByRideIDsRow
+	for rows.Next() {
+		var i RideCancellationListWithRideChargeByRideIDsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.RideID,
+			&i.StripeRefundID,
+			&i.CancelledAt,
+			&i.RideStripeChargeID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const rideCancellationSetRefund = `-- name: RideCancellationSetRefund :one

@@ -81,7 +81,8 @@ func (c *EnqueuerConfig) validate() error {
 // both back, so a job is neither lost nor handed over twice.
 //
 // Staged jobs map to River jobs by name: send_ride_receipt becomes a
-// rides.ReceiptArgs job, unique by args. A job whose name the enqueuer does not
+// rides.ReceiptArgs job and send_cancellation_receipt a
+// rides.CancellationReceiptArgs job, each unique by args. A job whose name the enqueuer does not
 // know, or whose args do not decode, is neither dropped nor allowed to
 // block the queue: it is logged at error and handed to River as it is,
 // under its name as River kind and its args verbatim, without uniqueness.
@@ -232,22 +233,40 @@ func (e *Enqueuer) insertParams(ctx context.Context, staged []*db.StagedJob) ([]
 // Enqueuer).
 func (e *Enqueuer) jobArgs(ctx context.Context, job *db.StagedJob) river.JobArgs {
 	attrs := []slog.Attr{slog.Int64("staged_job_id", job.ID), slog.String("job_name", job.JobName)}
+	var (
+		args river.JobArgs
+		err  error
+	)
 	switch job.JobName {
 	case rides.JobNameSendRideReceipt:
-		var args rides.ReceiptArgs
-		err := json.Unmarshal(job.JobArgs, &args)
-		if err == nil {
-			err = args.Validate()
-		}
-		if err == nil {
-			return args
-		}
-		attrs = append(attrs, slog.String("error", err.Error()))
-		e.logger.LogAttrs(ctx, slog.LevelError, "enqueuer: job args do not decode; handing the job to River as it is", attrs...)
+		args, err = enqueuerDecode[rides.ReceiptArgs](job.JobArgs)
+	case rides.JobNameSendCancellationReceipt:
+		args, err = enqueuerDecode[rides.CancellationReceiptArgs](job.JobArgs)
 	default:
 		e.logger.LogAttrs(ctx, slog.LevelError, "enqueuer: unknown job name; handing the job to River under that kind", attrs...)
+		return enqueuerRawArgs{args: job.JobArgs, kind: job.JobName}
 	}
-	return enqueuerRawArgs{args: job.JobArgs, kind: job.JobName}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+		e.logger.LogAttrs(ctx, slog.LevelError, "enqueuer: job args do not decode; handing the job to River as it is", attrs...)
+		return enqueuerRawArgs{args: job.JobArgs, kind: job.JobName}
+	}
+	return args
+}
+
+// enqueuerDecode decodes staged args of type T and validates them.
+func enqueuerDecode[T interface {
+	river.JobArgs
+	Validate() error
+}](encoded json.RawMessage) (river.JobArgs, error) {
+	var args T
+	if err := json.Unmarshal(encoded, &args); err != nil {
+		return nil, err
+	}
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	return args, nil
 }
 
 // enqueuerUniqueKey returns, for args that River inserts unique by args, a

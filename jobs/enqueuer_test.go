@@ -94,6 +94,24 @@ func TestEnqueuer(t *testing.T) {
 		require.Contains(t, bundle.logs.String(), `level=INFO msg="enqueuer: enqueued jobs" num_jobs=1`)
 	})
 
+	t.Run("EnqueuesCancellationReceipt", func(t *testing.T) {
+		t.Parallel()
+		enqueuer, bundle := setup(t, nil)
+		ride := testfactory.Ride(ctx, t, bundle.tx, bundle.user, nil)
+		args := rides.CancellationReceiptArgs{
+			Amount: rides.ChargeAmount, Currency: rides.ChargeCurrency, RideID: ride.ID, StripeRefundID: "re_123", UserID: bundle.user.ID,
+		}
+		enqueuerStageCancellationReceipt(ctx, t, bundle.tx, args)
+		enqueuerStageCancellationReceipt(ctx, t, bundle.tx, args)
+
+		res, err := enqueuer.runOnce(ctx)
+		require.NoError(t, err)
+		require.Equal(t, &enqueuerRunOnceResult{NumDuplicates: 1, NumJobs: 2}, res)
+		job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, bundle.tx, rides.CancellationReceiptArgs{}, nil)
+		require.Equal(t, args, job.Args)
+		require.Zero(t, stagedCount(t, bundle))
+	})
+
 	t.Run("NoOpOnEmptyTable", func(t *testing.T) {
 		t.Parallel()
 		enqueuer, bundle := setup(t, nil)
@@ -179,10 +197,11 @@ func TestEnqueuer(t *testing.T) {
 		testfactory.StagedJob(ctx, t, bundle.tx, rides.JobNameSendRideReceipt, json.RawMessage(`{}`))
 		testfactory.StagedJob(ctx, t, bundle.tx, rides.JobNameSendRideReceipt, json.RawMessage(`{}`))
 		enqueuerStageReceipt(ctx, t, bundle.tx, args)
+		testfactory.StagedJob(ctx, t, bundle.tx, rides.JobNameSendCancellationReceipt, json.RawMessage(`{"ride_id": 1, "user_id": 1}`))
 
 		res, err := enqueuer.runOnce(ctx)
 		require.NoError(t, err)
-		require.Equal(t, &enqueuerRunOnceResult{NumJobs: 5}, res)
+		require.Equal(t, &enqueuerRunOnceResult{NumJobs: 6}, res)
 		require.Zero(t, stagedCount(t, bundle))
 
 		// Each is in River, in staging order, with its args as staged;
@@ -200,6 +219,7 @@ func TestEnqueuer(t *testing.T) {
 			{rides.JobNameSendRideReceipt, `{}`},
 			{rides.JobNameSendRideReceipt, `{}`},
 			{rides.JobNameSendRideReceipt, enqueuerJSONB(ctx, t, bundle.tx, wantArgs)},
+			{rides.JobNameSendCancellationReceipt, `{"ride_id": 1, "user_id": 1}`},
 		}, jobs)
 
 		logs := bundle.logs.String()
@@ -372,6 +392,15 @@ func enqueuerStageReceipt(ctx context.Context, t *testing.T, exec db.DBTX, args 
 	encoded, err := json.Marshal(args)
 	require.NoError(t, err)
 	testfactory.StagedJob(ctx, t, exec, rides.JobNameSendRideReceipt, encoded)
+}
+
+// enqueuerStageCancellationReceipt stages a cancellation receipt job, as the
+// cancel workflow does.
+func enqueuerStageCancellationReceipt(ctx context.Context, t *testing.T, exec db.DBTX, args rides.CancellationReceiptArgs) {
+	t.Helper()
+	encoded, err := json.Marshal(args)
+	require.NoError(t, err)
+	testfactory.StagedJob(ctx, t, exec, rides.JobNameSendCancellationReceipt, encoded)
 }
 
 // enqueuerJSONB returns encoded as PostgreSQL prints it back from jsonb.

@@ -32,14 +32,14 @@ type RiverClientConfig struct {
 	// Zero means RiverMaxWorkersDefault.
 	MaxWorkers int
 
-	// ReceiptSentFunc, if set, is called after each receipt sent, for
-	// metrics.
+	// ReceiptSentFunc, if set, is called after each receipt sent, of a
+	// ride or of a cancellation, for metrics.
 	ReceiptSentFunc func()
 
 	// Work makes a client that works jobs once started: it registers
-	// ReceiptWorker and River's default queue. Otherwise the client only
-	// inserts jobs, in transactions of the caller (InsertManyTx), and pool
-	// may be nil.
+	// ReceiptWorker, CancellationReceiptWorker and River's default queue.
+	// Otherwise the client only inserts jobs, in transactions of the caller
+	// (InsertManyTx), and pool may be nil.
 	Work bool
 }
 
@@ -88,6 +88,7 @@ func NewRiverClient(pool *pgxpool.Pool, config *RiverClientConfig) (*river.Clien
 		}
 		workers := river.NewWorkers()
 		river.AddWorker(workers, NewReceiptWorker(pool, config.Mailer, config.ReceiptSentFunc))
+		river.AddWorker(workers, NewCancellationReceiptWorker(pool, config.Mailer, config.ReceiptSentFunc))
 		riverConfig.Workers = workers
 		riverConfig.Queues = map[string]river.QueueConfig{
 			river.QueueDefault: {MaxWorkers: config.MaxWorkers},

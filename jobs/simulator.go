@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 // Defaults of SimulatorConfig.
 const (
+	SimulatorCancelShareDefault     = 0.1
 	SimulatorEmailDefault           = "user@example.com"
 	SimulatorIntervalDefault        = 1 * time.Second
 	SimulatorSummaryIntervalDefault = 10 * time.Second
@@ -34,6 +36,12 @@ type SimulatorConfig struct {
 	// API in api_key mode; Email is then only shown in the log. Empty: the
 	// requests authenticate with Email, as demo mode wants.
 	APIKey string
+
+	// CancelShare is the share of the rides created (201) that the
+	// simulator then cancels, each with one POST /rides/{id}/cancel under a
+	// fresh key. Zero means SimulatorCancelShareDefault; a negative value
+	// means none; it must not be more than 1.
+	CancelShare float64
 
 	// Email is the user the requests authenticate as. Zero means
 	// SimulatorEmailDefault.
@@ -65,6 +73,9 @@ func (c *SimulatorConfig) withDefaults() *SimulatorConfig {
 	if c != nil {
 		config = *c
 	}
+	if config.CancelShare == 0 {
+		config.CancelShare = SimulatorCancelShareDefault
+	}
 	if config.Email == "" {
 		config.Email = SimulatorEmailDefault
 	}
@@ -83,6 +94,8 @@ func (c *SimulatorConfig) withDefaults() *SimulatorConfig {
 // validate rejects a configuration the simulator cannot run with.
 func (c *SimulatorConfig) validate() error {
 	switch {
+	case c.CancelShare > 1:
+		return fmt.Errorf("CancelShare must not be more than 1, got %g", c.CancelShare)
 	case c.Interval < 0:
 		//lint:ignore ST1005 the message starts with the field's name; NewSimulator prefixes it
 		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
@@ -98,9 +111,11 @@ func (c *SimulatorConfig) validate() error {
 // Simulator sends POST /rides to the API as one user, one request at a
 // time, each with a fresh idempotency key, half of them (at random) with
 // raise_error=true so that they fail after creating their ride and leave
-// work for the completer. Like the original, it never retries: recovering
-// is the completer's job. It logs a short line per answer, and a summary of
-// its counts every SummaryInterval. For load, use the bench.
+// work for the completer, and cancels a share of the rides it created
+// (CancelShare), each with one POST /rides/{id}/cancel under a fresh key.
+// Like the original, it never retries: recovering is the completer's job.
+// It logs a short line per answer, and a summary of its counts every
+// SummaryInterval. For load, use the bench.
 type Simulator struct {
 	client *apiclient.Client
 	config *SimulatorConfig
@@ -114,6 +129,10 @@ type Simulator struct {
 	byStatus map[int]int
 	errors   int
 	sent     int
+
+	cancelsByStatus map[int]int // nil until the first cancel's answer
+	cancelErrors    int
+	cancelsSent     int
 }
 
 // NewSimulator returns a simulator that sends its requests with client. A
@@ -150,7 +169,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 	if s.config.APIKey != "" {
 		attrs = append(attrs, slog.String("auth", "api_key"))
 	}
-	attrs = append(attrs, pace, slog.Duration("summary_interval", s.config.SummaryInterval))
+	attrs = append(attrs, pace, slog.Float64("cancel_share", max(s.config.CancelShare, 0)), slog.Duration("summary_interval", s.config.SummaryInterval))
 	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: started", attrs...)
 	go func() {
 		defer close(done)
@@ -209,13 +228,31 @@ func (s *Simulator) pause(took time.Duration) time.Duration {
 type simulatorResult struct {
 	*apiclient.Answer
 
+	// Cancel is the answer to the cancel of the ride created, nil if the
+	// simulator sent none or got no answer.
+	Cancel *apiclient.Answer
+
 	// RaiseError is whether the request asked the API to fail on purpose.
 	RaiseError bool
 }
 
-// runOnce sends one ride request, logs its answer and counts it. An error
-// means no answer came (connection refused, timeout, cancelled).
+// runOnce sends one ride request, logs its answer and counts it, and
+// cancels the ride created if the dice say so (CancelShare). An error means
+// the ride request got no answer (connection refused, timeout, cancelled);
+// a cancel without an answer is logged and counted only.
 func (s *Simulator) runOnce(ctx context.Context) (*simulatorResult, error) {
+	res, err := s.postRide(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if res.Status == http.StatusCreated && res.Ride != nil && rand.Float64() < s.config.CancelShare {
+		res.Cancel = s.cancelRide(ctx, res.Ride.ID)
+	}
+	return res, nil
+}
+
+// postRide sends one ride request, logs its answer and counts it.
+func (s *Simulator) postRide(ctx context.Context) (*simulatorResult, error) {
 	raiseError := rand.IntN(2) == 0
 	key := uuid.NewString()
 	start := time.Now()
@@ -252,10 +289,57 @@ func (s *Simulator) runOnce(ctx context.Context) (*simulatorResult, error) {
 	return &simulatorResult{Answer: answer, RaiseError: raiseError}, nil
 }
 
+// cancelRide sends one cancel of ride rideID with a fresh key, logs its
+// answer and counts it. It returns nil if no answer came.
+func (s *Simulator) cancelRide(ctx context.Context, rideID int64) *apiclient.Answer {
+	key := uuid.NewString()
+	start := time.Now()
+	answer, err := s.client.CancelRide(ctx, apiclient.Authorization(s.config.APIKey, s.config.Email), key, rideID, "")
+	latency := time.Since(start)
+
+	s.mu.Lock()
+	s.cancelsSent++
+	if err != nil {
+		s.cancelErrors++
+	} else {
+		if s.cancelsByStatus == nil {
+			s.cancelsByStatus = make(map[int]int)
+		}
+		s.cancelsByStatus[answer.Status]++
+	}
+	s.mu.Unlock()
+
+	attrs := []slog.Attr{
+		slog.Int64("ride_id", rideID),
+		slog.String("key", key[:simulatorKeyPrefix]),
+		slog.Duration("latency", latency.Round(time.Millisecond/10)),
+	}
+	if err != nil {
+		s.config.Logger.LogAttrs(ctx, slog.LevelWarn, "simulator: no answer to cancel", append(attrs, slog.String("error", err.Error()))...)
+		return nil
+	}
+	attrs = append([]slog.Attr{slog.Int("status", answer.Status)}, attrs...)
+	if answer.ProblemType != "" {
+		attrs = append(attrs, slog.String("problem", answer.ProblemType))
+	}
+	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: cancel response", attrs...)
+	return answer
+}
+
 // simulatorSummary is what a simulator has counted so far.
 type simulatorSummary struct {
 	// ByStatus counts answers by HTTP status.
 	ByStatus map[int]int
+
+	// CancelErrors counts cancels that got no answer.
+	CancelErrors int
+
+	// Cancels counts cancels sent: their answers plus CancelErrors.
+	Cancels int
+
+	// CancelsByStatus counts the cancels' answers by HTTP status; nil
+	// before the first.
+	CancelsByStatus map[int]int
 
 	// Errors counts requests that got no answer.
 	Errors int
@@ -268,17 +352,28 @@ type simulatorSummary struct {
 func (s *Simulator) summary() *simulatorSummary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &simulatorSummary{ByStatus: maps.Clone(s.byStatus), Errors: s.errors, Sent: s.sent}
+	return &simulatorSummary{
+		ByStatus:        maps.Clone(s.byStatus),
+		CancelErrors:    s.cancelErrors,
+		Cancels:         s.cancelsSent,
+		CancelsByStatus: maps.Clone(s.cancelsByStatus),
+		Errors:          s.errors,
+		Sent:            s.sent,
+	}
 }
 
-// logSummary logs the counts so far on one line:
-// sent=120 status_201=58 status_409=1 status_500=61 errors=0.
+// logSummary logs the counts so far on one line: sent=120 status_201=58
+// status_409=1 status_500=61 errors=0 cancels=6 cancel_200=6 cancel_errors=0.
 func (s *Simulator) logSummary(ctx context.Context) {
 	summary := s.summary()
 	attrs := []slog.Attr{slog.Int("sent", summary.Sent)}
 	for _, status := range slices.Sorted(maps.Keys(summary.ByStatus)) {
 		attrs = append(attrs, slog.Int(fmt.Sprintf("status_%d", status), summary.ByStatus[status]))
 	}
-	attrs = append(attrs, slog.Int("errors", summary.Errors))
+	attrs = append(attrs, slog.Int("errors", summary.Errors), slog.Int("cancels", summary.Cancels))
+	for _, status := range slices.Sorted(maps.Keys(summary.CancelsByStatus)) {
+		attrs = append(attrs, slog.Int(fmt.Sprintf("cancel_%d", status), summary.CancelsByStatus[status]))
+	}
+	attrs = append(attrs, slog.Int("cancel_errors", summary.CancelErrors))
 	s.config.Logger.LogAttrs(ctx, slog.LevelInfo, "simulator: summary", attrs...)
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +37,11 @@ type simulatorTestAPI struct {
 	// received, if not nil, gets a signal for each request.
 	received chan struct{}
 
+	// rides makes each 201 name a new ride, and each cancel answer 200.
+	rides bool
+
 	mu       sync.Mutex
+	lastRide int64
 	requests []simulatorRequest
 }
 
@@ -58,14 +64,25 @@ func (a *simulatorTestAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.received != nil {
 		a.received <- struct{}{}
 	}
-	if r.PostForm.Get("raise_error") == "true" {
+	switch {
+	case r.PostForm.Get("raise_error") == "true":
 		w.Header().Set("Content-Type", problem.ContentType)
 		w.WriteHeader(http.StatusInternalServerError)
 		_ = json.NewEncoder(w).Encode(problem.New(http.StatusInternalServerError, "internal", "simulated failure"))
-		return
+	case a.rides && strings.HasSuffix(r.URL.Path, "/cancel"):
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/rides/"), "/cancel")
+		_, _ = w.Write([]byte(`{"message":"Ride cancelled.","ride":{"id":` + id + `,"status":"cancelled","stripe_refund_id":"re_` + id + `"}}`))
+	case a.rides:
+		a.mu.Lock()
+		a.lastRide++
+		id := a.lastRide
+		a.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_, _ = fmt.Fprintf(w, `{"message":"Payment accepted. Your pilot is on their way!","ride":{"id":%d}}`+"\n", id)
+	default:
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"message":"Payment accepted. Your pilot is on their way!"}` + "\n"))
 	}
-	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write([]byte(`{"message":"Payment accepted. Your pilot is on their way!"}` + "\n"))
 }
 
 func (a *simulatorTestAPI) Requests() []simulatorRequest {
@@ -90,9 +107,9 @@ func TestSimulator(t *testing.T) {
 		return client
 	}
 
-	setup := func(t *testing.T, config *SimulatorConfig) (*Simulator, *testBundle) {
+	setupAPI := func(t *testing.T, api *simulatorTestAPI, config *SimulatorConfig) (*Simulator, *testBundle) {
 		t.Helper()
-		bundle := &testBundle{api: &simulatorTestAPI{received: make(chan struct{}, 1000)}, logs: &bytes.Buffer{}}
+		bundle := &testBundle{api: api, logs: &bytes.Buffer{}}
 		server := httptest.NewServer(bundle.api)
 		t.Cleanup(server.Close)
 		if config == nil {
@@ -102,6 +119,13 @@ func TestSimulator(t *testing.T) {
 		simulator, err := NewSimulator(newClient(t, server.URL), config)
 		require.NoError(t, err)
 		return simulator, bundle
+	}
+
+	// setup returns a simulator of an API whose 201s name no ride: nothing
+	// to cancel.
+	setup := func(t *testing.T, config *SimulatorConfig) (*Simulator, *testBundle) {
+		t.Helper()
+		return setupAPI(t, &simulatorTestAPI{received: make(chan struct{}, 1000)}, config)
 	}
 
 	// logLines returns the lines the simulator logged, after it stopped.
@@ -121,6 +145,7 @@ func TestSimulator(t *testing.T) {
 		t.Parallel()
 		simulator, err := NewSimulator(newClient(t, "http://127.0.0.1:5000"), nil)
 		require.NoError(t, err)
+		require.Equal(t, SimulatorCancelShareDefault, simulator.config.CancelShare)
 		require.Equal(t, SimulatorEmailDefault, simulator.config.Email)
 		require.Equal(t, SimulatorIntervalDefault, simulator.config.Interval)
 		require.Equal(t, SimulatorSummaryIntervalDefault, simulator.config.SummaryInterval)
@@ -132,6 +157,7 @@ func TestSimulator(t *testing.T) {
 		t.Parallel()
 		client := newClient(t, "http://127.0.0.1:5000")
 		for config, want := range map[*SimulatorConfig]string{
+			{CancelShare: 1.5}:              "simulator: CancelShare must not be more than 1, got 1.5",
 			{Interval: -time.Second}:        "simulator: Interval must not be negative, got -1s",
 			{Rate: -1}:                      "simulator: Rate must not be negative, got -1",
 			{SummaryInterval: -time.Second}: "simulator: SummaryInterval must not be negative, got -1s",
@@ -227,6 +253,124 @@ func TestSimulator(t *testing.T) {
 		require.NotContains(t, bundle.logs.String(), "secret")
 	})
 
+	// Every ride created is cancelled once, with a fresh key and no body;
+	// a request that failed creates nothing to cancel.
+	t.Run("RunOnceCancelsTheRidesItCreated", func(t *testing.T) {
+		t.Parallel()
+		simulator, bundle := setupAPI(t, &simulatorTestAPI{rides: true}, &SimulatorConfig{CancelShare: 1, Email: "rider@example.com"})
+
+		const numRequests = 32
+		numCreated := 0
+		for range numRequests {
+			res, err := simulator.runOnce(ctx)
+			require.NoError(t, err)
+			if res.RaiseError {
+				require.Nil(t, res.Cancel)
+				continue
+			}
+			numCreated++
+			require.Equal(t, http.StatusOK, res.Cancel.Status)
+			require.Equal(t, res.Ride.ID, res.Cancel.Ride.ID)
+			require.Equal(t, "cancelled", res.Cancel.RideStatus)
+		}
+		require.NotZero(t, numCreated)
+
+		requests := bundle.api.Requests()
+		require.Len(t, requests, numRequests+numCreated)
+		keys := make(map[string]bool)
+		var cancels []simulatorRequest
+		for i, req := range requests {
+			keys[req.IdempotencyKey] = true
+			if req.Path == "/rides" {
+				continue
+			}
+			// Right after its ride's 201.
+			require.Equal(t, "/rides", requests[i-1].Path)
+			require.Empty(t, requests[i-1].Form["raise_error"])
+			cancels = append(cancels, req)
+			require.Equal(t, http.MethodPost, req.Method)
+			require.Equal(t, "/rides/"+strconv.Itoa(len(cancels))+"/cancel", req.Path)
+			require.Equal(t, "rider@example.com", req.Authorization)
+			require.Empty(t, req.ContentType)
+			require.Empty(t, req.Form)
+			require.Len(t, req.IdempotencyKey, 36)
+		}
+		require.Len(t, cancels, numCreated)
+		require.Len(t, keys, len(requests), "every request has a key of its own")
+
+		summary := simulator.summary()
+		require.Equal(t, numCreated, summary.Cancels)
+		require.Equal(t, map[int]int{http.StatusOK: numCreated}, summary.CancelsByStatus)
+		require.Zero(t, summary.CancelErrors)
+
+		// One short line per cancel, after its ride's line.
+		var cancelLines []string
+		for _, line := range logLines(bundle) {
+			require.Less(t, len(line), 160, "line: %s", line)
+			if strings.Contains(line, "cancel response") {
+				cancelLines = append(cancelLines, line)
+			}
+		}
+		require.Len(t, cancelLines, numCreated)
+		require.Contains(t, cancelLines[0], `level=INFO msg="simulator: cancel response" status=200 ride_id=1 key=`+cancels[0].IdempotencyKey[:8]+" latency=")
+
+		simulator.logSummary(ctx)
+		lines := logLines(bundle)
+		require.Contains(t, lines[len(lines)-1], fmt.Sprintf(" cancels=%d cancel_200=%d cancel_errors=0", numCreated, numCreated))
+	})
+
+	t.Run("CancelShare", func(t *testing.T) {
+		t.Parallel()
+		count := func(t *testing.T, share float64, numRequests int) (created, cancelled int) {
+			t.Helper()
+			simulator, _ := setupAPI(t, &simulatorTestAPI{rides: true}, &SimulatorConfig{CancelShare: share})
+			for range numRequests {
+				res, err := simulator.runOnce(ctx)
+				require.NoError(t, err)
+				if res.Status == http.StatusCreated {
+					created++
+				}
+				if res.Cancel != nil {
+					cancelled++
+				}
+			}
+			return created, cancelled
+		}
+
+		// None: a negative share.
+		created, cancelled := count(t, -1, 32)
+		require.NotZero(t, created)
+		require.Zero(t, cancelled)
+
+		// Some, not all: about a half of about 100 rides (neither none
+		// nor all but with probability about 2^-99).
+		created, cancelled = count(t, 0.5, 200)
+		require.Positive(t, cancelled)
+		require.Less(t, cancelled, created)
+	})
+
+	t.Run("CancelWithoutAnswerIsCounted", func(t *testing.T) {
+		t.Parallel()
+		simulator, bundle := setupAPI(t, &simulatorTestAPI{rides: true}, &SimulatorConfig{CancelShare: 1})
+		server := httptest.NewServer(http.NotFoundHandler())
+		server.Close() // nothing listens there any more
+		gone := newClient(t, server.URL)
+
+		// The ride's 201 comes from the API; the cancel finds it gone.
+		res, err := simulator.postRide(ctx)
+		for err == nil && res.RaiseError {
+			res, err = simulator.postRide(ctx)
+		}
+		require.NoError(t, err)
+		simulator.client = gone
+		require.Nil(t, simulator.cancelRide(ctx, res.Ride.ID))
+		summary := simulator.summary()
+		require.Equal(t, 1, summary.Cancels)
+		require.Equal(t, 1, summary.CancelErrors)
+		require.Nil(t, summary.CancelsByStatus)
+		require.Contains(t, bundle.logs.String(), `level=WARN msg="simulator: no answer to cancel" ride_id=1`)
+	})
+
 	t.Run("RunOnceCountsAnErrorWithoutAnswer", func(t *testing.T) {
 		t.Parallel()
 		server := httptest.NewServer(http.NotFoundHandler())
@@ -271,7 +415,7 @@ func TestSimulator(t *testing.T) {
 		// never came left out, then one line when stopped.
 		lines := logLines(bundle)
 		require.Equal(t, `level=INFO msg="simulator: started" api_url=`+simulator.client.BaseURL()+
-			` email=user@example.com interval=1ms summary_interval=10s`, lines[0][strings.Index(lines[0], "level="):])
+			` email=user@example.com interval=1ms cancel_share=0.1 summary_interval=10s`, lines[0][strings.Index(lines[0], "level="):])
 		last := lines[len(lines)-2]
 		require.Contains(t, last, `level=INFO msg="simulator: summary" sent=`)
 		require.Contains(t, last, "errors=0")
@@ -296,7 +440,7 @@ func TestSimulator(t *testing.T) {
 		require.Equal(t, len(requests), simulator.summary().Sent)
 		require.GreaterOrEqual(t, requests[4].At.Sub(requests[1].At), 3*20*time.Millisecond-5*time.Millisecond)
 		require.Contains(t, bundle.logs.String(), `msg="simulator: started" api_url=`+simulator.client.BaseURL()+
-			` email=user@example.com rate=50 summary_interval=10s`)
+			` email=user@example.com rate=50 cancel_share=0.1 summary_interval=10s`)
 	})
 
 	t.Run("StartStopsWhenCancelled", func(t *testing.T) {

@@ -129,12 +129,15 @@ RETURNING *;
 -- name: IdempotencyKeyGetByID :one
 SELECT * FROM idempotency_keys WHERE id = @id;
 
--- IdempotencyKeyListWithRideCharge reads a page of keys, in id order after
--- after_id (keyset pagination), each with its ride's charge, if any.
--- name: IdempotencyKeyListWithRideCharge :many
-SELECT k.id, k.recovery_point, k.response_code, r.stripe_charge_id AS ride_stripe_charge_id
+-- IdempotencyKeyListWithOutcome reads a page of keys, in id order after
+-- after_id (keyset pagination), each with what it made: its ride's charge,
+-- if any, and its cancellation's time, if any.
+-- name: IdempotencyKeyListWithOutcome :many
+SELECT k.id, k.workflow, k.recovery_point, k.response_code, r.stripe_charge_id AS ride_stripe_charge_id,
+    c.cancelled_at AS cancellation_cancelled_at
 FROM idempotency_keys k
 LEFT JOIN rides r ON r.idempotency_key_id = k.id
+LEFT JOIN ride_cancellations c ON c.idempotency_key_id = k.id
 WHERE k.id > @after_id
 ORDER BY k.id
 LIMIT @max;

@@ -15,6 +15,18 @@ SET stripe_charge_id = @stripe_charge_id
 WHERE id = @id
 RETURNING *;
 
+-- RideListWithCustomerAndKeyByIDs reads the rides ids, as
+-- RideListWithCustomerAndKey does: reconcile's second look at the rides of
+-- charges that the first read did not explain.
+-- name: RideListWithCustomerAndKeyByIDs :many
+SELECT r.id, r.stripe_charge_id, u.stripe_customer_id,
+    k.id AS key_id, k.recovery_point AS key_recovery_point, k.response_code AS key_response_code
+FROM rides r
+JOIN users u ON u.id = r.user_id
+LEFT JOIN idempotency_keys k ON k.id = r.idempotency_key_id
+WHERE r.id = ANY(@ids::bigint[])
+ORDER BY r.id;
+
 -- RideListWithCustomerAndKey reads a page of rides, in id order after
 -- after_id (keyset pagination), each with its user's Stripe customer and
 -- its key's state, if the key still exists.

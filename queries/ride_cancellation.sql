@@ -24,3 +24,24 @@ RETURNING *;
 -- good: the ride stays charged, and a later request may try again.
 -- name: RideCancellationDelete :exec
 DELETE FROM ride_cancellations WHERE id = @id AND cancelled_at IS NULL;
+
+-- RideCancellationListWithRideCharge reads a page of cancellations and
+-- claims, in id order after after_id (keyset pagination), each with its
+-- ride's charge: what reconcile compares with Stripe's refunds.
+-- name: RideCancellationListWithRideCharge :many
+SELECT c.id, c.ride_id, c.stripe_refund_id, c.cancelled_at, r.stripe_charge_id AS ride_stripe_charge_id
+FROM ride_cancellations c
+JOIN rides r ON r.id = c.ride_id
+WHERE c.id > @after_id
+ORDER BY c.id
+LIMIT @max;
+
+-- RideCancellationListWithRideChargeByRideIDs reads the cancellations and
+-- claims of the rides ride_ids, as RideCancellationListWithRideCharge does:
+-- reconcile's second look at refunds that the first read did not explain.
+-- name: RideCancellationListWithRideChargeByRideIDs :many
+SELECT c.id, c.ride_id, c.stripe_refund_id, c.cancelled_at, r.stripe_charge_id AS ride_stripe_charge_id
+FROM ride_cancellations c
+JOIN rides r ON r.id = c.ride_id
+WHERE c.ride_id = ANY(@ride_ids::bigint[])
+ORDER BY c.id;

@@ -115,6 +115,63 @@ func TestReconciler(t *testing.T) {
 		return key, ride, chargeID
 	}
 
+	// refund refunds chargeID as the cancel workflow does for ride, under
+	// a fresh Stripe idempotency key, with the changes change makes to the
+	// parameters, and returns the refund's id.
+	refund := func(t *testing.T, bundle *testBundle, chargeID string, ride *db.Ride, change func(*stripeclient.RefundParams)) string {
+		t.Helper()
+		stripeKey := "rocket-rides-" + uuid.NewString()
+		params := &stripeclient.RefundParams{
+			Charge:         chargeID,
+			IdempotencyKey: stripeKey,
+			Metadata: map[string]string{
+				rides.MetadataIdempotencyKey: stripeKey,
+				rides.MetadataRideID:         strconv.FormatInt(ride.ID, 10),
+			},
+		}
+		if change != nil {
+			change(params)
+		}
+		created, err := bundle.stripe.RefundCreate(ctx, params)
+		require.NoError(t, err)
+		return created.ID
+	}
+
+	// claim claims ride for cancellation under a cancel key of its own,
+	// finished with 200 if refundID is set, in which case the cancellation
+	// records that refund (the ride is cancelled). The reconciler reads no
+	// cancel key's recovery point: an unfinished one is left at started.
+	claim := func(t *testing.T, bundle *testBundle, ride *db.Ride, refundID string) {
+		t.Helper()
+		opts := &testfactory.IdempotencyKeyOpts{Workflow: testfactory.Ptr(rides.WorkflowCancel)}
+		if refundID != "" {
+			opts.RecoveryPoint = testfactory.Ptr(idempotency.RecoveryPointFinished)
+			opts.ResponseBody = json.RawMessage(`{}`)
+			opts.ResponseCode = testfactory.Ptr(int32(http.StatusOK))
+		}
+		cancelKey := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)
+		claimed, err := db.New().RideCancellationInsert(ctx, bundle.tx, &db.RideCancellationInsertParams{
+			IdempotencyKeyID: &cancelKey.ID,
+			RideID:           ride.ID,
+			UserID:           ride.UserID,
+		})
+		require.NoError(t, err)
+		if refundID != "" {
+			_, err = db.New().RideCancellationSetRefund(ctx, bundle.tx, &db.RideCancellationSetRefundParams{ID: claimed.ID, StripeRefundID: &refundID})
+			require.NoError(t, err)
+		}
+	}
+
+	// cancelledRide makes what a successful cancel leaves: a charged ride,
+	// its refund (changed by change), its cancellation recording the refund.
+	cancelledRide := func(t *testing.T, bundle *testBundle, change func(*stripeclient.RefundParams)) (*db.Ride, string, string) {
+		t.Helper()
+		_, ride, chargeID := chargedRide(t, bundle, nil)
+		refundID := refund(t, bundle, chargeID, ride, change)
+		claim(t, bundle, ride, refundID)
+		return ride, chargeID, refundID
+	}
+
 	run := func(t *testing.T, reconciler *Reconciler) *Report {
 		t.Helper()
 		report, err := reconciler.Run(ctx)
@@ -236,6 +293,41 @@ func TestReconciler(t *testing.T) {
 			ChargesFailed:               1,
 			ChargesSucceeded:            1,
 		}, report)
+	})
+
+	// What the real cancel workflow leaves behind reconciles: the refund's
+	// metadata and amount are what reconcile checks.
+	t.Run("RealCancelsAreOK", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		exec := db.Savepoint{Tx: bundle.tx}
+		creator := ridestest.NewCreator(t, exec, nil, bundle.stripe)
+		var rideIDs []int64
+		for range 2 {
+			response, err := creator.Create(ctx, &rides.Request{
+				IdempotencyKey: testfactory.KeyValue(),
+				OriginIP:       netip.MustParseAddr("127.0.0.1"),
+				User:           bundle.user,
+			})
+			require.NoError(t, err)
+			var created rides.CreatedBody
+			require.NoError(t, json.Unmarshal(response.Body, &created))
+			rideIDs = append(rideIDs, created.Ride.ID)
+		}
+		response, err := creator.Cancel(ctx, &rides.CancelRequest{
+			IdempotencyKey: testfactory.KeyValue(),
+			OriginIP:       netip.MustParseAddr("127.0.0.1"),
+			Params:         rides.CancelParams{Reason: "plans changed", RideID: rideIDs[0]},
+			User:           bundle.user,
+		})
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, response.Status)
+
+		report := run(t, reconciler)
+		require.True(t, report.OK(), "%+v", problemsOf(report))
+		require.Equal(t, 1, report.RidesCancelled)
+		require.Equal(t, 1, report.Refunds)
+		require.Equal(t, map[int32]int{200: 1, 201: 2}, report.KeysByStatus)
 	})
 
 	t.Run("ChargeWithoutRide", func(t *testing.T) {
@@ -405,6 +497,234 @@ func TestReconciler(t *testing.T) {
 		}, problemsOf(report))
 	})
 
+	t.Run("CancelledRidesAreOK", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+
+		// Two rides cancelled, refunded in full.
+		cancelledRide(t, bundle, nil)
+		cancelledRide(t, bundle, nil)
+
+		// A claim whose refund Stripe made, not yet recorded (Stripe's
+		// answer was lost): the retry will get the same refund.
+		_, pendingRide, pendingCharge := chargedRide(t, bundle, nil)
+		claim(t, bundle, pendingRide, "")
+		refund(t, bundle, pendingCharge, pendingRide, nil)
+
+		// A claim whose refund has not been asked for yet.
+		_, claimedRide, _ := chargedRide(t, bundle, nil)
+		claim(t, bundle, claimedRide, "")
+
+		// A charged ride nobody cancels.
+		chargedRide(t, bundle, nil)
+
+		report := run(t, reconciler)
+		require.True(t, report.OK(), "%+v", problemsOf(report))
+		require.Equal(t, &Report{
+			Keys:                     9,
+			KeysFinished:             7,
+			KeysByStatus:             map[int32]int{200: 2, 201: 5},
+			KeysUnfinished:           2,
+			Rides:                    5,
+			RidesCharged:             5,
+			Charges:                  5,
+			ChargesSucceeded:         5,
+			RidesCancelled:           2,
+			RidesCancellationClaimed: 2,
+			Refunds:                  3,
+			RefundsPending:           1,
+		}, report)
+	})
+
+	t.Run("RefundWithoutCancellation", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		cancelledRide(t, bundle, nil)
+		_, ride, chargeID := chargedRide(t, bundle, nil)
+		orphan := refund(t, bundle, chargeID, ride, nil)
+
+		report := run(t, reconciler)
+		require.False(t, report.OK())
+		require.Equal(t, map[string]Problem{
+			"refunds without a cancelled ride": {Count: 1, Examples: []string{orphan}},
+		}, problemsOf(report))
+	})
+
+	// A refund of another ride's charge, claimed: the claim does not
+	// explain it.
+	t.Run("RefundOfClaimedRideForAnotherCharge", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		_, claimedRide, _ := chargedRide(t, bundle, nil)
+		claim(t, bundle, claimedRide, "")
+		_, _, otherCharge := chargedRide(t, bundle, nil)
+		wrong := refund(t, bundle, otherCharge, claimedRide, nil)
+
+		report := run(t, reconciler)
+		require.Equal(t, map[string]Problem{
+			"refunds without a cancelled ride": {Count: 1, Examples: []string{wrong}},
+		}, problemsOf(report))
+	})
+
+	// Stripe refuses a second full refund, so the second refund of a
+	// charge is partial, as are both here.
+	t.Run("ChargeRefundedTwice", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		half := func(params *stripeclient.RefundParams) { params.Amount = rides.ChargeAmount / 2 }
+		ride, chargeID, _ := cancelledRide(t, bundle, half)
+		second := refund(t, bundle, chargeID, ride, half)
+
+		report := run(t, reconciler)
+		require.False(t, report.OK())
+		require.Equal(t, map[string]Problem{
+			"charges refunded twice":                         {Count: 1, Examples: []string{chargeID + ": 2 refunds"}},
+			"refunds without a cancelled ride":               {Count: 1, Examples: []string{second}},
+			"cancelled rides whose refund differs on Stripe": {Count: 1, Examples: []string{fmt.Sprintf("ride %d: amount 1000, want 2000", ride.ID)}},
+		}, problemsOf(report))
+	})
+
+	// A cancel key that answered 200 whose ride is only claimed, and one
+	// with no cancellation at all.
+	t.Run("CancelKeyFinishedWithoutCancelledRide", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		_, ride, _ := chargedRide(t, bundle, nil)
+		cancelKey := func() *db.IdempotencyKey {
+			return testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, &testfactory.IdempotencyKeyOpts{
+				RecoveryPoint: testfactory.Ptr(idempotency.RecoveryPointFinished),
+				ResponseBody:  json.RawMessage(`{}`),
+				ResponseCode:  testfactory.Ptr(int32(http.StatusOK)),
+				Workflow:      testfactory.Ptr(rides.WorkflowCancel),
+			})
+		}
+		claimingKey := cancelKey()
+		_, err := db.New().RideCancellationInsert(ctx, bundle.tx, &db.RideCancellationInsertParams{
+			IdempotencyKeyID: &claimingKey.ID, RideID: ride.ID, UserID: ride.UserID,
+		})
+		require.NoError(t, err)
+		lonelyKey := cancelKey()
+
+		report := run(t, reconciler)
+		require.False(t, report.OK())
+		require.Equal(t, map[string]Problem{
+			"cancel keys finished 200 without a cancelled ride": {Count: 2, Examples: []string{
+				strconv.FormatInt(claimingKey.ID, 10), strconv.FormatInt(lonelyKey.ID, 10),
+			}},
+		}, problemsOf(report))
+	})
+
+	t.Run("CancelledRideRefundMissingOnStripe", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		_, ride, _ := chargedRide(t, bundle, nil)
+		claim(t, bundle, ride, "re_missing")
+
+		report := run(t, reconciler)
+		require.False(t, report.OK())
+		require.Equal(t, map[string]Problem{
+			"cancelled rides whose refund is missing on Stripe": {Count: 1, Examples: []string{fmt.Sprintf("ride %d: re_missing", ride.ID)}},
+		}, problemsOf(report))
+	})
+
+	t.Run("CancelledRideRefundDiffers", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+
+		// Refunded in part.
+		partRide, _, _ := cancelledRide(t, bundle, func(params *stripeclient.RefundParams) { params.Amount = 1999 })
+
+		// Refunded under another ride's metadata.
+		metadataRide, _, _ := cancelledRide(t, bundle, func(params *stripeclient.RefundParams) { params.Metadata[rides.MetadataRideID] = "0" })
+
+		// The refund of another ride's charge recorded as this ride's.
+		_, wrongRide, wrongCharge := chargedRide(t, bundle, nil)
+		_, otherRide, otherCharge := chargedRide(t, bundle, nil)
+		claim(t, bundle, wrongRide, refund(t, bundle, otherCharge, wrongRide, nil))
+
+		report := run(t, reconciler)
+		require.False(t, report.OK())
+		require.Equal(t, map[string]Problem{
+			"cancelled rides whose refund differs on Stripe": {Count: 3, Examples: []string{
+				fmt.Sprintf("ride %d: charge %s, want %s", wrongRide.ID, otherCharge, wrongCharge),
+				fmt.Sprintf("ride %d: metadata ride_id \"0\"", metadataRide.ID),
+				fmt.Sprintf("ride %d: amount 1999, want 2000", partRide.ID),
+			}},
+		}, problemsOf(report))
+		require.NotZero(t, otherRide.ID)
+	})
+
+	// Issue 13 goal 7: what a live system does between the database pass
+	// and the Stripe pass is pending, not a problem; a real difference is
+	// still one.
+	t.Run("InFlightBetweenPassesIsPending", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		_, toClaim, toClaimCharge := chargedRide(t, bundle, nil)
+		_, toCancel, toCancelCharge := chargedRide(t, bundle, nil)
+		reconciler.config.Hooks.AfterDatabasePass = func(context.Context) error {
+			// A ride created, charged and recorded.
+			chargedRide(t, bundle, nil)
+
+			// A ride created and charged, its key not finished yet.
+			pendingKey := key(t, bundle, bundle.user, rides.RecoveryPointRideCreated, 0)
+			pendingRide := testfactory.Ride(ctx, t, bundle.tx, bundle.user, &testfactory.RideOpts{IdempotencyKeyID: &pendingKey.ID})
+			charge(t, bundle, bundle.user, rides.StripeIdempotencyKey(pendingKey), pendingRide, nil)
+
+			// A ride claimed and refunded, the refund not recorded yet.
+			claim(t, bundle, toClaim, "")
+			refund(t, bundle, toClaimCharge, toClaim, nil)
+
+			// A ride claimed, refunded and cancelled.
+			claim(t, bundle, toCancel, refund(t, bundle, toCancelCharge, toCancel, nil))
+			return nil
+		}
+
+		report := run(t, reconciler)
+		require.True(t, report.OK(), "%+v", problemsOf(report))
+		require.Equal(t, 4, report.Rechecked)
+		require.Equal(t, 2, report.ChargesPending)
+		require.Equal(t, 2, report.RefundsPending)
+		require.Equal(t, 2, report.Rides, "as the database pass saw them")
+	})
+
+	t.Run("RealDifferencesBetweenPassesAreProblems", func(t *testing.T) {
+		t.Parallel()
+		reconciler, bundle := setup(t)
+		_, ride, chargeID := chargedRide(t, bundle, nil)
+		var orphanCharge, orphanRefund, declinedButCharged string
+		reconciler.config.Hooks.AfterDatabasePass = func(context.Context) error {
+			// A charge with no ride at all.
+			orphanCharge = charge(t, bundle, bundle.user, "rocket-rides-"+uuid.NewString(), &db.Ride{ID: 1 << 40}, nil)
+
+			// A refund of a ride nobody claimed.
+			orphanRefund = refund(t, bundle, chargeID, ride, nil)
+
+			// A charge of a ride whose key finished without a charge.
+			failedKey := key(t, bundle, bundle.user, "", http.StatusServiceUnavailable)
+			failedRide := testfactory.Ride(ctx, t, bundle.tx, bundle.user, &testfactory.RideOpts{IdempotencyKeyID: &failedKey.ID})
+			declinedButCharged = charge(t, bundle, bundle.user, rides.StripeIdempotencyKey(failedKey), failedRide, nil)
+			return nil
+		}
+
+		report := run(t, reconciler)
+		require.False(t, report.OK())
+		require.Equal(t, map[string]Problem{
+			"charges without a ride":           {Count: 2, Examples: []string{declinedButCharged, orphanCharge}},
+			"refunds without a cancelled ride": {Count: 1, Examples: []string{orphanRefund}},
+		}, problemsOf(report))
+		require.Zero(t, report.Rechecked)
+	})
+
+	t.Run("HookErrorEndsTheRun", func(t *testing.T) {
+		t.Parallel()
+		reconciler, _ := setup(t)
+		errHook := errors.New("hook failed")
+		reconciler.config.Hooks.AfterDatabasePass = func(context.Context) error { return errHook }
+		_, err := reconciler.Run(ctx)
+		require.ErrorIs(t, err, errHook)
+	})
+
 	t.Run("ExamplesAreBounded", func(t *testing.T) {
 		t.Parallel()
 		reconciler, bundle := setup(t)
@@ -475,7 +795,7 @@ func TestReportWrite(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
 		printed := lines(t, &Report{Keys: 3, KeysFinished: 3, KeysByStatus: map[int32]int{402: 1, 201: 2}})
-		require.Len(t, printed, 20, "one line per figure")
+		require.Len(t, printed, 30, "one line per figure")
 		require.Contains(t, printed, "keys: 3")
 		require.Contains(t, printed, "keys finished: 3 (201: 2, 402: 1)")
 		require.Contains(t, printed, "double charges (idempotency keys charged twice): 0")

@@ -70,15 +70,59 @@ type Report struct {
 	// without a ride is no problem.
 	ChargesFailed int
 
-	// ChargesPending is how many succeeded charges no ride records yet,
-	// whose ride (by metadata) waits for its unfinished key to record it.
+	// ChargesPending is how many succeeded charges no ride recorded when
+	// the rides were read, whose ride (by metadata) was waiting for its
+	// unfinished key to record it, or was found waiting, or recording it,
+	// by the second look at the database (see Rechecked).
 	ChargesPending int
 
 	// ChargesSucceeded is how many charges went through.
 	ChargesSucceeded int
 
+	// RidesCancelled is how many rides are cancelled: their cancellation
+	// records its refund.
+	RidesCancelled int
+
+	// RidesCancellationClaimed is how many rides are claimed for
+	// cancellation with no refund recorded yet: the cancel request is
+	// running, or a retry or the completer will finish it. Pending, not a
+	// problem.
+	RidesCancellationClaimed int
+
+	// Refunds is how many refunds Stripe holds, whatever their status.
+	Refunds int
+
+	// RefundsPending is how many refunds (succeeded or pending on Stripe)
+	// no cancellation recorded when the cancellations were read, whose ride
+	// was claimed for cancellation, or was found claimed or cancelled with
+	// this refund by the second look at the database (see Rechecked).
+	RefundsPending int
+
+	// Rechecked is how many charges and refunds the Stripe pass found that
+	// the database, as first read, did not explain, and that a second look
+	// at the database, after the Stripe pass, found in flight: a ride
+	// created, or a ride claimed, while the run was between its passes.
+	// They are counted in ChargesPending and RefundsPending.
+	Rechecked int
+
+	// CancelledRideRefundsDiffering are cancelled rides whose refund on
+	// Stripe is not the full refund of the ride's charge: another charge,
+	// amount or currency, another ride, or failed; examples name the ride
+	// and the difference.
+	CancelledRideRefundsDiffering Problem
+
+	// CancelledRideRefundsMissing are cancelled rides whose refund Stripe
+	// does not have; examples name the ride and the refund.
+	CancelledRideRefundsMissing Problem
+
+	// ChargesRefundedTwice are charges with more than one refund that gives
+	// money back (succeeded or pending); examples name the charge and the
+	// count.
+	ChargesRefundedTwice Problem
+
 	// ChargesWithoutRide are succeeded charges that no ride records and
-	// no unfinished ride is waiting for; examples are charge ids.
+	// no unfinished ride is waiting for, on the first read of the database
+	// and on the second; examples are charge ids.
 	ChargesWithoutRide Problem
 
 	// DoubleCharges are Stripe idempotency keys (metadata idempotency_key)
@@ -88,6 +132,12 @@ type Report struct {
 	// KeysFinishedWithoutCharge are keys that answered 201 but have no ride,
 	// or whose ride records no charge; examples are key ids.
 	KeysFinishedWithoutCharge Problem
+
+	// KeysFinishedWithoutCancellation are cancel keys that answered 200
+	// without a cancelled ride of theirs: the refund, the cancellation and
+	// the response are recorded in one transaction, so this never happens;
+	// examples are key ids.
+	KeysFinishedWithoutCancellation Problem
 
 	// RideChargesDiffering are rides whose charge on Stripe is not the
 	// ride's: wrong amount, currency, customer or ride, or not succeeded;
@@ -102,6 +152,13 @@ type Report struct {
 	// key is not finished: the charge and the response are recorded in one
 	// transaction, so this never happens; examples are ride ids.
 	RidesChargedKeyUnfinished Problem
+
+	// RefundsWithoutCancellation are refunds that give money back and that
+	// no cancelled or claimed ride explains, on the first read of the
+	// database and on the second: no cancellation of the ride the refund's
+	// metadata (or charge) names, or one for another charge or with another
+	// refund; examples are refund ids.
+	RefundsWithoutCancellation Problem
 
 	// RidesUnchargedWithoutKey are rides with no charge, no key (it was
 	// reaped unfinished) and no declined charge on Stripe: requests that
@@ -131,6 +188,11 @@ func (r *Report) problems() []labeledProblem {
 		{"rides charged with their key unfinished", &r.RidesChargedKeyUnfinished},
 		{"keys finished 201 without a charged ride", &r.KeysFinishedWithoutCharge},
 		{"rides without a charge or a key", &r.RidesUnchargedWithoutKey},
+		{"charges refunded twice", &r.ChargesRefundedTwice},
+		{"refunds without a cancelled ride", &r.RefundsWithoutCancellation},
+		{"cancelled rides whose refund is missing on Stripe", &r.CancelledRideRefundsMissing},
+		{"cancelled rides whose refund differs on Stripe", &r.CancelledRideRefundsDiffering},
+		{"cancel keys finished 200 without a cancelled ride", &r.KeysFinishedWithoutCancellation},
 	}
 }
 
@@ -163,6 +225,11 @@ func (r *Report) Write(w io.Writer) error {
 	line("stripe charges succeeded", r.ChargesSucceeded)
 	line("stripe charges declined", r.ChargesFailed)
 	line("stripe charges not yet recorded (key unfinished)", r.ChargesPending)
+	line("rides cancelled", r.RidesCancelled)
+	line("rides claimed for cancellation, refund not yet recorded", r.RidesCancellationClaimed)
+	line("stripe refunds", r.Refunds)
+	line("stripe refunds not yet recorded (claim unfinished)", r.RefundsPending)
+	line("in flight between the passes (found by a second look)", r.Rechecked)
 	for _, p := range r.problems() {
 		value := strconv.Itoa(p.problem.Count)
 		if p.problem.Count > 0 {

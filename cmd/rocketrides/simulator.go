@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -26,25 +27,34 @@ type simulatorCmd struct {
 
 // simulatorFlags configure the simulator, alone or in all.
 type simulatorFlags struct {
-	SimulatorAPIKey   string        `env:"SIMULATOR_API_KEY" help:"API key the simulator's requests send, for an API in api_key mode; unset, they send SIMULATOR_EMAIL (demo mode)."`
-	SimulatorEmail    string        `env:"SIMULATOR_EMAIL" default:"user@example.com" help:"User the simulator's requests authenticate as."`
-	SimulatorInterval time.Duration `env:"SIMULATOR_INTERVAL" default:"1s" help:"Longest random pause of the simulator between requests, without --rate."`
+	SimulatorAPIKey      string        `env:"SIMULATOR_API_KEY" help:"API key the simulator's requests send, for an API in api_key mode; unset, they send SIMULATOR_EMAIL (demo mode)."`
+	SimulatorCancelShare float64       `env:"SIMULATOR_CANCEL_SHARE" default:"0.1" help:"Share of the rides created that the simulator then cancels, from 0 (none) to 1."`
+	SimulatorEmail       string        `env:"SIMULATOR_EMAIL" default:"user@example.com" help:"User the simulator's requests authenticate as."`
+	SimulatorInterval    time.Duration `env:"SIMULATOR_INTERVAL" default:"1s" help:"Longest random pause of the simulator between requests, without --rate."`
 }
 
 // simulator returns a simulator of the API at apiURL, sending rate requests
 // per second (0: random pauses), with apiKey if set (SIMULATOR_API_KEY
 // otherwise).
 func (f *simulatorFlags) simulator(apiURL string, rate float64, apiKey string, logger *slog.Logger) (*jobs.Simulator, error) {
+	if f.SimulatorCancelShare < 0 || f.SimulatorCancelShare > 1 {
+		return nil, fmt.Errorf("--simulator-cancel-share must be between 0 and 1, got %g", f.SimulatorCancelShare)
+	}
+	cancelShare := f.SimulatorCancelShare
+	if cancelShare == 0 {
+		cancelShare = -1 // none; zero would mean the default
+	}
 	client, err := apiclient.NewClient(apiURL, nil)
 	if err != nil {
 		return nil, err
 	}
 	return jobs.NewSimulator(client, &jobs.SimulatorConfig{
-		APIKey:   cmp.Or(apiKey, f.SimulatorAPIKey),
-		Email:    f.SimulatorEmail,
-		Interval: f.SimulatorInterval,
-		Logger:   logger,
-		Rate:     rate,
+		APIKey:      cmp.Or(apiKey, f.SimulatorAPIKey),
+		CancelShare: cancelShare,
+		Email:       f.SimulatorEmail,
+		Interval:    f.SimulatorInterval,
+		Logger:      logger,
+		Rate:        rate,
 	})
 }
 
