@@ -9,6 +9,27 @@ import (
 	"context"
 )
 
+const rideGetByID = `-- name: RideGetByID :one
+SELECT id, created_at, idempotency_key_id, origin_lat, origin_lon, target_lat, target_lon, stripe_charge_id, user_id FROM rides WHERE id = $1
+`
+
+func (q *Queries) RideGetByID(ctx context.Context, db DBTX, id int64) (*Ride, error) {
+	row := db.QueryRow(ctx, rideGetByID, id)
+	var i Ride
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.IdempotencyKeyID,
+		&i.OriginLat,
+		&i.OriginLon,
+		&i.TargetLat,
+		&i.TargetLon,
+		&i.StripeChargeID,
+		&i.UserID,
+	)
+	return &i, err
+}
+
 const rideGetByIdempotencyKeyID = `-- name: RideGetByIdempotencyKeyID :one
 SELECT id, created_at, idempotency_key_id, origin_lat, origin_lon, target_lat, target_lon, stripe_charge_id, user_id FROM rides WHERE idempotency_key_id = $1
 `

@@ -27,3 +27,6 @@ LEFT JOIN idempotency_keys k ON k.id = r.idempotency_key_id
 WHERE r.id > @after_id
 ORDER BY r.id
 LIMIT @max;
+
+-- name: RideGetByID :one
+SELECT * FROM rides WHERE id = @id;
