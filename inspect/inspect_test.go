@@ -211,9 +211,9 @@ func TestChargedAndCancelled(t *testing.T) {
 		Charge struct {
 			ID string `json:"id"`
 		} `json:"stripe_charge"`
-		Refunds      []struct{ ID string } `json:"stripe_refunds"`
+		Refunds      []struct{ ID string }     `json:"stripe_refunds"`
 		AuditRecords []struct{ Action string } `json:"audit_records"`
-		RiverJobs    []struct{ Kind string } `json:"river_jobs"`
+		RiverJobs    []struct{ Kind string }   `json:"river_jobs"`
 		StagedJobs   []struct {
 			JobName string `json:"job_name"`
 		} `json:"staged_jobs"`
