@@ -257,14 +257,16 @@ func (i *Inspector) readRide(ctx context.Context, tx pgx.Tx, report *Report, rid
 	report.Ride = &Ride{Ride: ride, Status: RideStatus(ride, cancellation, creatingKey)}
 	report.Cancellation = cancellation
 
-	if report.AuditRecords, err = i.queries.AuditRecordListByResource(ctx, tx, &db.AuditRecordListByResourceParams{
-		ResourceType: "ride", ResourceID: ride.ID,
-	}); err != nil {
+	audit, err := i.queries.AuditRecordListByResource(ctx, tx, &db.AuditRecordListByResourceParams{ResourceType: "ride", ResourceID: ride.ID})
+	if err != nil {
 		return fmt.Errorf("listing audit records: %w", err)
 	}
-	if report.StagedJobs, err = i.queries.StagedJobListByRideID(ctx, tx, ride.ID); err != nil {
+	report.AuditRecords = append(report.AuditRecords, audit...)
+	staged, err := i.queries.StagedJobListByRideID(ctx, tx, ride.ID)
+	if err != nil {
 		return fmt.Errorf("listing staged jobs: %w", err)
 	}
+	report.StagedJobs = append(report.StagedJobs, staged...)
 	params := river.NewJobListParams().
 		Where("args->>'ride_id' = @ride_id", river.NamedArgs{"ride_id": strconv.FormatInt(ride.ID, 10)}).
 		OrderBy(river.JobListOrderByID, river.SortOrderAsc).
