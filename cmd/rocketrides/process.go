@@ -135,7 +135,7 @@ func newStripe(ctx context.Context, g *Globals, stripe *stripeFlags) (client *st
 			return nil, false, err
 		}
 		config.APIKey = "sk_test_fake"
-		logger.WarnContext(ctx, "STRIPE_API_KEY is unset: using the built-in Stripe fake", slog.String("stripe_api_base", config.APIBase))
+		logger.WarnContext(ctx, "stripe-fake: started, as STRIPE_API_KEY is unset", slog.String("stripe_api_base", config.APIBase))
 	}
 	client, err = stripeclient.NewClient(config)
 	return client, stripe.StripeAPIKey == "", err
