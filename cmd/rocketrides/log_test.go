@@ -185,7 +185,9 @@ func TestProcessLogs(t *testing.T) {
 		{"Simulator", func(*testing.T) []string { return []string{"simulator", "--api-url", "http://127.0.0.1:1"} },
 			`msg="simulator: started" process=simulator api_url=http://127\.0\.0\.1:1 email=user@example\.com interval=1s summary_interval=10s`,
 			`msg="simulator: stopped" process=simulator`},
-		{"StripeFake", func(t *testing.T) []string { return []string{"stripe-fake", "--addr", "127.0.0.1:" + strconv.Itoa(freePort(t))} },
+		{"StripeFake", func(t *testing.T) []string {
+			return []string{"stripe-fake", "--addr", "127.0.0.1:" + strconv.Itoa(freePort(t))}
+		},
 			`msg="stripe-fake: started" process=stripe-fake addr=127\.0\.0\.1:\d+ latency=0s fail_before_rate=0 fail_after_rate=0 seed=0`,
 			`msg="stripe-fake: stopped" process=stripe-fake`},
 	} {
