@@ -28,6 +28,7 @@ var (
 const (
 	retryAfterConflict    = 1
 	retryAfterInProgress  = 2
+	retryAfterRidePending = 5
 	retryAfterUnavailable = 5
 )
 
@@ -95,6 +96,11 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		s.logger.InfoContext(ctx, "api: conflict", slog.String("error", err.Error()))
 		return problem.New(http.StatusConflict, "conflict",
 			"Conflict detected with a concurrent request. Please retry with the same Idempotency-Key."), retryAfterConflict
+	case errors.Is(err, rides.ErrRideNotFound):
+		return rides.NewProblemRideNotFound(), 0
+	case errors.Is(err, rides.ErrRidePending):
+		return problem.New(http.StatusConflict, "ride-pending",
+			"The ride's payment is not settled yet. Please retry with the same Idempotency-Key."), retryAfterRidePending
 	case errors.Is(err, rides.ErrPaymentUnavailable):
 		s.logger.WarnContext(ctx, "api: payment processor unavailable", slog.String("error", err.Error()))
 		return problem.New(http.StatusServiceUnavailable, "payment-unavailable",

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/rocketrides/rocketrides/rides"
 )
@@ -301,4 +302,54 @@ func notANumber(name string) error {
 
 func notABoolean(name string) error {
 	return &ParamError{Param: name, Message: fmt.Sprintf("Parameter '%s' must be a boolean.", name)}
+}
+
+// paramReason is POST /rides/{id}/cancel's one parameter.
+const paramReason = "reason"
+
+// parseCancelForm parses a form-encoded cancel body: an optional reason.
+func parseCancelForm(body []byte) (string, error) {
+	values, err := url.ParseQuery(string(body))
+	if err != nil {
+		return "", errMalformedForm
+	}
+	if len(values[paramReason]) > 1 {
+		return "", repeated(paramReason)
+	}
+	return checkReason(values.Get(paramReason))
+}
+
+// parseCancelJSON parses a JSON cancel body: an object with an optional
+// reason, a string or null.
+func parseCancelJSON(body []byte) (string, error) {
+	fields, repeats, err := jsonObject(body)
+	if err != nil {
+		return "", err
+	}
+	if repeats[paramReason] {
+		return "", repeated(paramReason)
+	}
+	raw, ok := fields[paramReason]
+	if !ok || string(raw) == "null" {
+		return "", nil
+	}
+	var reason string
+	if err := json.Unmarshal(raw, &reason); err != nil {
+		return "", &ParamError{Param: paramReason, Message: "Parameter 'reason' must be a string."}
+	}
+	return checkReason(reason)
+}
+
+// checkReason refuses a reason longer than rides.MaxReasonLength
+// characters, or that PostgreSQL's text cannot hold (not UTF-8, or with a
+// NUL character).
+func checkReason(reason string) (string, error) {
+	switch {
+	case !utf8.ValidString(reason) || strings.IndexByte(reason, 0) >= 0:
+		return "", &ParamError{Param: paramReason, Message: "Parameter 'reason' must be UTF-8 text without NUL characters."}
+	case utf8.RuneCountInString(reason) > rides.MaxReasonLength:
+		return "", &ParamError{Param: paramReason,
+			Message: fmt.Sprintf("Parameter 'reason' must be at most %d characters.", rides.MaxReasonLength)}
+	}
+	return reason, nil
 }

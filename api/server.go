@@ -14,11 +14,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/rocketrides/rocketrides/db"
+	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/metrics"
 	"github.com/rocketrides/rocketrides/rides"
 )
@@ -97,6 +100,8 @@ func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 	}), allowMethods)
 
 	s.echo.POST(rides.RequestPath, s.createRide)
+	s.echo.GET("/rides/:id", s.getRide)
+	s.echo.POST("/rides/:id/cancel", s.cancelRide)
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
 	return s, nil
@@ -107,39 +112,126 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.echo.ServeHTTP(w, r)
 }
 
+// authenticated is who sent a request, and under which key.
+type authenticated struct {
+	// key is the request's idempotency key, and known the user's key of
+	// that value as read with the user (nil if there is none).
+	key   string
+	known *idempotency.KnownKey
+	user  *db.User
+}
+
+// authenticate is the one authentication of every endpoint: the
+// credential, then (keyed) the idempotency key, read with the user in one
+// round trip. An endpoint without keys (a GET) ignores the header.
+func (s *Server) authenticate(c echo.Context, keyed bool) (*authenticated, error) {
+	ctx := c.Request().Context()
+	email, err := readAuthorization(c.Request().Header)
+	if err != nil {
+		return nil, err
+	}
+	var key string
+	var keyErr error
+	if keyed {
+		key, keyErr = readIdempotencyKey(c.Request().Header)
+	}
+	user, known, err := s.creator.Authenticate(ctx, email, key)
+	if err != nil {
+		return nil, err
+	}
+	if keyErr != nil {
+		return nil, keyErr
+	}
+	return &authenticated{key: key, known: known, user: user}, nil
+}
+
 // createRide is POST /rides. Checks come in a fixed order: credentials,
 // idempotency key, body size, content type, parameters; then the request
 // runs, or replays.
 func (s *Server) createRide(c echo.Context) error {
-	ctx := c.Request().Context()
-	email, err := readAuthorization(c.Request().Header)
+	auth, err := s.authenticate(c, true)
 	if err != nil {
 		return err
 	}
-	key, keyErr := readIdempotencyKey(c.Request().Header)
-	user, known, err := s.creator.Authenticate(ctx, email, key)
-	if err != nil {
-		return err
-	}
-	if keyErr != nil {
-		return keyErr
-	}
-
 	params, err := readParams(c.Request())
 	if err != nil {
 		return err
 	}
-	response, err := s.creator.Create(ctx, &rides.Request{
-		IdempotencyKey: key,
-		Known:          known,
+	response, err := s.creator.Create(c.Request().Context(), &rides.Request{
+		IdempotencyKey: auth.key,
+		Known:          auth.known,
 		OriginIP:       originIP(c),
 		Params:         params.params,
 		RaiseError:     params.raiseError,
-		User:           user,
+		User:           auth.user,
 	})
 	if err != nil {
 		return err
 	}
+	return writeResponse(c, response)
+}
+
+// cancelRide is POST /rides/{id}/cancel. Checks come in the order of POST
+// /rides': credentials, idempotency key, ride id, body size, content type,
+// parameters; then the request runs, or replays.
+func (s *Server) cancelRide(c echo.Context) error {
+	auth, err := s.authenticate(c, true)
+	if err != nil {
+		return err
+	}
+	rideID, err := readRideID(c)
+	if err != nil {
+		return err
+	}
+	reason, err := readCancelParams(c.Request())
+	if err != nil {
+		return err
+	}
+	response, err := s.creator.Cancel(c.Request().Context(), &rides.CancelRequest{
+		IdempotencyKey: auth.key,
+		Known:          auth.known,
+		OriginIP:       originIP(c),
+		Params:         rides.CancelParams{Reason: reason, RideID: rideID},
+		User:           auth.user,
+	})
+	if err != nil {
+		return err
+	}
+	return writeResponse(c, response)
+}
+
+// getRide is GET /rides/{id}: the user's ride with its status. No
+// idempotency key: a GET is idempotent by itself.
+func (s *Server) getRide(c echo.Context) error {
+	auth, err := s.authenticate(c, false)
+	if err != nil {
+		return err
+	}
+	rideID, err := readRideID(c)
+	if err != nil {
+		return err
+	}
+	ride, err := s.creator.Get(c.Request().Context(), auth.user, rideID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ride)
+}
+
+// readRideID reads the path's ride id: a positive integer in plain
+// decimal, or no ride at all (404, as for a ride that does not exist).
+func readRideID(c echo.Context) (int64, error) {
+	raw := c.Param("id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id < 1 || strconv.FormatInt(id, 10) != raw {
+		return 0, rides.ErrRideNotFound
+	}
+	return id, nil
+}
+
+// writeResponse writes a workflow's response, marking a replay as Stripe
+// does.
+func writeResponse(c echo.Context, response *idempotency.Response) error {
 	if response.Replayed {
 		c.Response().Header().Set(headerIdempotentReplayed, "true")
 	}
@@ -158,20 +250,9 @@ func originIP(c echo.Context) netip.Addr {
 
 // readParams reads and parses the body of POST /rides.
 func readParams(r *http.Request) (*rideParams, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytesDefault))
+	body, mediaType, err := readBody(r)
 	if err != nil {
-		var maxBytesErr *http.MaxBytesError
-		if errors.As(err, &maxBytesErr) {
-			return nil, errBodyTooLarge
-		}
-		return nil, fmt.Errorf("%w: %w", errBodyUnreadable, err)
-	}
-	mediaType := "application/x-www-form-urlencoded"
-	if header := r.Header.Get(echo.HeaderContentType); header != "" {
-		mediaType, _, err = mime.ParseMediaType(header)
-		if err != nil {
-			return nil, errUnsupportedMediaType
-		}
+		return nil, err
 	}
 	switch mediaType {
 	case "application/x-www-form-urlencoded":
@@ -181,6 +262,48 @@ func readParams(r *http.Request) (*rideParams, error) {
 	default:
 		return nil, errUnsupportedMediaType
 	}
+}
+
+// readCancelParams reads and parses the optional body of POST
+// /rides/{id}/cancel: its reason, or "" for none. An empty body needs no
+// Content-Type.
+func readCancelParams(r *http.Request) (string, error) {
+	body, mediaType, err := readBody(r)
+	switch {
+	case len(body) == 0 && (err == nil || errors.Is(err, errUnsupportedMediaType)):
+		return "", nil // nothing to parse, whatever the Content-Type says
+	case err != nil:
+		return "", err
+	}
+	switch mediaType {
+	case "application/x-www-form-urlencoded":
+		return parseCancelForm(body)
+	case "application/json":
+		return parseCancelJSON(body)
+	default:
+		return "", errUnsupportedMediaType
+	}
+}
+
+// readBody reads a request's body, at most MaxBodyBytesDefault, and its
+// media type (a form when the request names none).
+func readBody(r *http.Request) ([]byte, string, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytesDefault))
+	if err != nil {
+		var maxBytesErr *http.MaxBytesError
+		if errors.As(err, &maxBytesErr) {
+			return nil, "", errBodyTooLarge
+		}
+		return nil, "", fmt.Errorf("%w: %w", errBodyUnreadable, err)
+	}
+	mediaType := "application/x-www-form-urlencoded"
+	if header := r.Header.Get(echo.HeaderContentType); header != "" {
+		mediaType, _, err = mime.ParseMediaType(header)
+		if err != nil {
+			return body, "", errUnsupportedMediaType
+		}
+	}
+	return body, mediaType, nil
 }
 
 func (s *Server) healthz(c echo.Context) error {

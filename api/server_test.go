@@ -583,7 +583,8 @@ func TestRoutes(t *testing.T) {
 		for _, route := range bundle.server.Routes() {
 			routeMethods[route.Path] = append(routeMethods[route.Path], route.Method)
 		}
-		require.Contains(t, routeMethods, "/metrics")
+		require.Contains(t, routeMethods, rides.RequestPath)
+		require.NotContains(t, routeMethods, "/metrics", "metrics are on the operator's listener")
 		for path, methods := range routeMethods {
 			// A path parameter (":id") takes any value.
 			target := regexp.MustCompile(`:[^/]+`).ReplaceAllString(path, "1")
@@ -618,7 +619,7 @@ func TestRoutes(t *testing.T) {
 		bundle := setup(t, nil)
 		requireProblem(t, bundle.serve(httptest.NewRequest(http.MethodGet, "/nowhere", nil)), http.StatusNotFound, "not-found")
 		r := newFormRequest(bundle.user.Email, testfactory.KeyValue(), validForm())
-		r.URL.Path = rides.RequestPath + "/1"
+		r.URL.Path = rides.RequestPath + "/1/unknown" // /rides/1 is GET's, /rides/1/cancel POST's
 		requireProblem(t, bundle.serve(r), http.StatusNotFound, "not-found")
 	})
 

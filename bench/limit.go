@@ -153,6 +153,7 @@ func (l *limit) createRide(ctx context.Context, user *db.User, keyValue string) 
 			RequestParams:  l.params,
 			RequestPath:    rides.RequestPath,
 			UserID:         user.ID,
+			Workflow:       rides.WorkflowCreate,
 		})
 		if err != nil {
 			return fmt.Errorf("inserting key: %w", err)
@@ -203,6 +204,7 @@ func (l *limit) lockExisting(ctx context.Context, user *db.User, keyValue string
 			RequestParams:  l.params,
 			RequestPath:    rides.RequestPath,
 			UserID:         user.ID,
+			Workflow:       rides.WorkflowCreate,
 		})
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("inserting existing key: want no row, got %w", err)

@@ -56,7 +56,7 @@ SET recovery_point = 'finished',
     locked_at = NULL,
     lock_token = NULL
 WHERE id = $3
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id
+RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
 `
 
 type IdempotencyKeyFinishParams struct {
@@ -84,12 +84,13 @@ func (q *Queries) IdempotencyKeyFinish(ctx context.Context, db DBTX, arg *Idempo
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }
 
 const idempotencyKeyGetAbandoned = `-- name: IdempotencyKeyGetAbandoned :many
-SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id FROM idempotency_keys
+SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys
 WHERE recovery_point <> 'finished'
     AND created_at < now() - make_interval(secs => $1::float8)
     AND last_run_at < now() - make_interval(secs => $2::float8
@@ -144,6 +145,7 @@ func (q *Queries) IdempotencyKeyGetAbandoned(ctx context.Context, db DBTX, arg *
 			&i.RunCount,
 			&i.StripeIdempotencyKey,
 			&i.UserID,
+			&i.Workflow,
 		); err != nil {
 			return nil, err
 		}
@@ -156,7 +158,7 @@ func (q *Queries) IdempotencyKeyGetAbandoned(ctx context.Context, db DBTX, arg *
 }
 
 const idempotencyKeyGetByID = `-- name: IdempotencyKeyGetByID :one
-SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id FROM idempotency_keys WHERE id = $1
+SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys WHERE id = $1
 `
 
 func (q *Queries) IdempotencyKeyGetByID(ctx context.Context, db DBTX, id int64) (*IdempotencyKey, error) {
@@ -178,12 +180,13 @@ func (q *Queries) IdempotencyKeyGetByID(ctx context.Context, db DBTX, id int64) 
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }
 
 const idempotencyKeyGetByUserIDAndKey = `-- name: IdempotencyKeyGetByUserIDAndKey :one
-SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2
+SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2
 `
 
 type IdempotencyKeyGetByUserIDAndKeyParams struct {
@@ -210,12 +213,13 @@ func (q *Queries) IdempotencyKeyGetByUserIDAndKey(ctx context.Context, db DBTX, 
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }
 
 const idempotencyKeyGetForUpdate = `-- name: IdempotencyKeyGetForUpdate :one
-SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id,
+SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id, idempotency_keys.workflow,
     idempotency_key_lock_live(locked_at, $1::float8)::boolean AS lock_live
 FROM idempotency_keys
 WHERE user_id = $2 AND idempotency_key = $3
@@ -256,13 +260,14 @@ func (q *Queries) IdempotencyKeyGetForUpdate(ctx context.Context, db DBTX, arg *
 		&i.IdempotencyKey.RunCount,
 		&i.IdempotencyKey.StripeIdempotencyKey,
 		&i.IdempotencyKey.UserID,
+		&i.IdempotencyKey.Workflow,
 		&i.LockLive,
 	)
 	return &i, err
 }
 
 const idempotencyKeyGetLockedForUpdate = `-- name: IdempotencyKeyGetLockedForUpdate :one
-SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id FROM idempotency_keys
+SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys
 WHERE id = $1 AND lock_token = $2
 FOR UPDATE
 `
@@ -294,12 +299,13 @@ func (q *Queries) IdempotencyKeyGetLockedForUpdate(ctx context.Context, db DBTX,
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }
 
 const idempotencyKeyGetWithLockLive = `-- name: IdempotencyKeyGetWithLockLive :one
-SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id,
+SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id, idempotency_keys.workflow,
     idempotency_key_lock_live(locked_at, $1::float8)::boolean AS lock_live,
     now()::timestamptz AS now
 FROM idempotency_keys
@@ -339,6 +345,7 @@ func (q *Queries) IdempotencyKeyGetWithLockLive(ctx context.Context, db DBTX, ar
 		&i.IdempotencyKey.RunCount,
 		&i.IdempotencyKey.StripeIdempotencyKey,
 		&i.IdempotencyKey.UserID,
+		&i.IdempotencyKey.Workflow,
 		&i.LockLive,
 		&i.Now,
 	)
@@ -348,13 +355,13 @@ func (q *Queries) IdempotencyKeyGetWithLockLive(ctx context.Context, db DBTX, ar
 const idempotencyKeyInsert = `-- name: IdempotencyKeyInsert :one
 INSERT INTO idempotency_keys (
     idempotency_key, locked_at, lock_token, recovery_point,
-    request_method, request_params, request_path, user_id
+    request_method, request_params, request_path, user_id, workflow
 ) VALUES (
     $1, now(), $2, 'started',
-    $3, $4, $5, $6
+    $3, $4, $5, $6, $7
 )
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id
+RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
 `
 
 type IdempotencyKeyInsertParams struct {
@@ -364,6 +371,7 @@ type IdempotencyKeyInsertParams struct {
 	RequestParams  json.RawMessage `json:"request_params"`
 	RequestPath    string          `json:"request_path"`
 	UserID         int64           `json:"user_id"`
+	Workflow       string          `json:"workflow"`
 }
 
 // IdempotencyKeyInsert creates a locked key, or returns no row when the user
@@ -377,6 +385,7 @@ func (q *Queries) IdempotencyKeyInsert(ctx context.Context, db DBTX, arg *Idempo
 		arg.RequestParams,
 		arg.RequestPath,
 		arg.UserID,
+		arg.Workflow,
 	)
 	var i IdempotencyKey
 	err := row.Scan(
@@ -395,6 +404,7 @@ func (q *Queries) IdempotencyKeyInsert(ctx context.Context, db DBTX, arg *Idempo
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }
@@ -403,14 +413,14 @@ const idempotencyKeyInsertFull = `-- name: IdempotencyKeyInsertFull :one
 INSERT INTO idempotency_keys (
     created_at, idempotency_key, last_run_at, locked_at, lock_token,
     recovery_point, request_method, request_params, request_path,
-    response_code, response_body, run_count, user_id
+    response_code, response_body, run_count, user_id, workflow
 ) VALUES (
     coalesce($1::timestamptz, now()), $2,
     coalesce($3::timestamptz, now()), $4, $5,
     $6, $7, $8, $9,
-    $10, $11, $12, $13
+    $10, $11, $12, $13, $14
 )
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id
+RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
 `
 
 type IdempotencyKeyInsertFullParams struct {
@@ -427,6 +437,7 @@ type IdempotencyKeyInsertFullParams struct {
 	ResponseBody   json.RawMessage `json:"response_body"`
 	RunCount       int32           `json:"run_count"`
 	UserID         int64           `json:"user_id"`
+	Workflow       string          `json:"workflow"`
 }
 
 // IdempotencyKeyInsertFull inserts a key with every column given, for test
@@ -446,6 +457,7 @@ func (q *Queries) IdempotencyKeyInsertFull(ctx context.Context, db DBTX, arg *Id
 		arg.ResponseBody,
 		arg.RunCount,
 		arg.UserID,
+		arg.Workflow,
 	)
 	var i IdempotencyKey
 	err := row.Scan(
@@ -464,6 +476,7 @@ func (q *Queries) IdempotencyKeyInsertFull(ctx context.Context, db DBTX, arg *Id
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }
@@ -523,7 +536,7 @@ SET locked_at = now(),
     last_run_at = now(),
     run_count = run_count + 1
 WHERE id = $2
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id
+RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
 `
 
 type IdempotencyKeyLockParams struct {
@@ -550,6 +563,7 @@ func (q *Queries) IdempotencyKeyLock(ctx context.Context, db DBTX, arg *Idempote
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }
@@ -558,7 +572,7 @@ const idempotencyKeySetRecoveryPoint = `-- name: IdempotencyKeySetRecoveryPoint 
 UPDATE idempotency_keys
 SET recovery_point = $1
 WHERE id = $2
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id
+RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
 `
 
 type IdempotencyKeySetRecoveryPointParams struct {
@@ -585,6 +599,7 @@ func (q *Queries) IdempotencyKeySetRecoveryPoint(ctx context.Context, db DBTX, a
 		&i.RunCount,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
+		&i.Workflow,
 	)
 	return &i, err
 }

@@ -39,6 +39,7 @@ type IdempotencyKey struct {
 	RunCount             int32           `json:"run_count"`
 	StripeIdempotencyKey uuid.UUID       `json:"stripe_idempotency_key"`
 	UserID               int64           `json:"user_id"`
+	Workflow             string          `json:"workflow"`
 }
 
 type Ride struct {

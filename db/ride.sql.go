@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"time"
 )
 
 const rideGetByID = `-- name: RideGetByID :one
@@ -47,6 +48,52 @@ func (q *Queries) RideGetByIdempotencyKeyID(ctx context.Context, db DBTX, idempo
 		&i.TargetLon,
 		&i.StripeChargeID,
 		&i.UserID,
+	)
+	return &i, err
+}
+
+const rideGetWithState = `-- name: RideGetWithState :one
+SELECT rides.id, rides.created_at, rides.idempotency_key_id, rides.origin_lat, rides.origin_lon, rides.target_lat, rides.target_lon, rides.stripe_charge_id, rides.user_id,
+    c.stripe_refund_id AS cancellation_stripe_refund_id,
+    c.cancelled_at AS cancellation_cancelled_at,
+    k.recovery_point AS key_recovery_point
+FROM rides
+LEFT JOIN ride_cancellations c ON c.ride_id = rides.id
+LEFT JOIN idempotency_keys k ON k.id = rides.idempotency_key_id
+WHERE rides.id = $1 AND rides.user_id = $2
+`
+
+type RideGetWithStateParams struct {
+	ID     int64 `json:"id"`
+	UserID int64 `json:"user_id"`
+}
+
+type RideGetWithStateRow struct {
+	Ride                       Ride       `json:"ride"`
+	CancellationStripeRefundID *string    `json:"cancellation_stripe_refund_id"`
+	CancellationCancelledAt    *time.Time `json:"cancellation_cancelled_at"`
+	KeyRecoveryPoint           *string    `json:"key_recovery_point"`
+}
+
+// RideGetWithState reads the user's ride (no row for another user's) with
+// what its status depends on: its cancellation, if any, and its key's state,
+// if the key still exists.
+func (q *Queries) RideGetWithState(ctx context.Context, db DBTX, arg *RideGetWithStateParams) (*RideGetWithStateRow, error) {
+	row := db.QueryRow(ctx, rideGetWithState, arg.ID, arg.UserID)
+	var i RideGetWithStateRow
+	err := row.Scan(
+		&i.Ride.ID,
+		&i.Ride.CreatedAt,
+		&i.Ride.IdempotencyKeyID,
+		&i.Ride.OriginLat,
+		&i.Ride.OriginLon,
+		&i.Ride.TargetLat,
+		&i.Ride.TargetLon,
+		&i.Ride.StripeChargeID,
+		&i.Ride.UserID,
+		&i.CancellationStripeRefundID,
+		&i.CancellationCancelledAt,
+		&i.KeyRecoveryPoint,
 	)
 	return &i, err
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -125,13 +126,16 @@ type Hooks struct {
 }
 
 // Engine executes workflows over idempotency keys. It is safe for concurrent
-// use.
+// use. Its workflows are registered with Register before the first request.
 type Engine struct {
 	config  *EngineConfig
 	exec    db.Executor
 	logger  *slog.Logger
 	queries *db.Queries
 	txOpts  db.TxOptions
+
+	mu        sync.RWMutex
+	workflows map[string]*Workflow
 }
 
 // NewEngine returns an engine whose transactions run on exec: the pool in
@@ -152,6 +156,7 @@ func NewEngine(exec db.Executor, config *EngineConfig) (*Engine, error) {
 			MaxAttempts: config.MaxAttempts,
 			RetriedFunc: config.RetriedFunc,
 		},
+		workflows: make(map[string]*Workflow),
 	}, nil
 }
 
@@ -162,7 +167,8 @@ func (e *Engine) LockTimeout() time.Duration {
 }
 
 // Request identifies one logical request: who sent it, under which key, and
-// what it asks for.
+// what it asks for. Method, Path and Params are what a retry with the same
+// key must repeat: anything else is ErrParamsMismatch.
 type Request struct {
 	// Key is the client's idempotency key.
 	Key string
@@ -172,12 +178,21 @@ type Request struct {
 	// goes through the key phase as if Known were nil.
 	Known *KnownKey
 
-	// Method and Path are the request's HTTP method and path.
+	// Method is the request's HTTP method.
 	Method string
-	Path   string
 
-	// Params is the request's parameters as JSON. A retry must send the same
-	// parameters; they are compared as JSON values, so 0 equals 0.0.
+	// Path is the request's CONCRETE path, "/rides/42/cancel", not its
+	// route pattern (that is the workflow's Name). It is stored on the key,
+	// and a retry with the same key must send the same path: the same key
+	// sent to cancel ride 43 is ErrParamsMismatch, not a replay of ride
+	// 42's answer.
+	Path string
+
+	// Params is the request's parameters as a JSON object, path parameters
+	// included ({"ride_id": 42, "reason": "..."}), so that a key reused
+	// with other parameters is a mismatch, and so that the workflow can be
+	// restored from the key alone (Workflow.Restore). A retry must send the
+	// same parameters; they are compared as JSON values, so 0 equals 0.0.
 	Params json.RawMessage
 
 	// ResumeOnly makes Execute work only a key that exists: where there is
@@ -189,6 +204,11 @@ type Request struct {
 
 	// UserID is the user who sent the request; keys are scoped per user.
 	UserID int64
+
+	// Workflow is the Name of the registered workflow the request runs,
+	// stored on its key so that the completer resumes it through the same
+	// workflow. A name never registered is ErrUnknownWorkflow.
+	Workflow string
 }
 
 // KnownKey is what Request.Known needs of a key that was read earlier.
@@ -215,14 +235,17 @@ type Response struct {
 	Status int
 }
 
-// Workflow is an endpoint written as atomic phases.
-type Workflow struct {
+// Phases are one request's atomic phases: what Execute runs. They usually
+// close over the request (its parsed parameters, its user), so each request
+// builds its own, for its registered Workflow.
+type Phases struct {
 	// Start is the phase that runs at RecoveryPointStarted. No foreign call
 	// comes between inserting a key and Start, so for a new key both run in
 	// one transaction.
 	Start PhaseFunc
 
-	// Steps advance the key from each recovery point after started.
+	// Steps advance the key from each of the workflow's RecoveryPoints:
+	// exactly one step for each.
 	Steps map[string]StepFunc
 }
 
@@ -236,20 +259,28 @@ type PhaseFunc func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (Res
 // one.
 type StepFunc func(ctx context.Context, run *Run) error
 
-// Execute runs wf for req to the end and returns its response: it replays a
-// finished key, or locks the key and runs the phases from its recovery point
-// until one finishes it. On an error other than ErrLockLost it releases the
-// key's lock, if it still holds it, and keeps the recovery point, so the
-// next attempt resumes there.
-func (e *Engine) Execute(ctx context.Context, req *Request, wf *Workflow) (*Response, error) {
+// Execute runs phases, the phases of the workflow req.Workflow names, for
+// req to the end and returns its response: it replays a finished key, or
+// locks the key and runs the phases from its recovery point until one
+// finishes it. On an error other than ErrLockLost it releases the key's
+// lock, if it still holds it, and keeps the recovery point, so the next
+// attempt resumes there.
+func (e *Engine) Execute(ctx context.Context, req *Request, phases *Phases) (*Response, error) {
 	if known := req.Known; known != nil && known.RecoveryPoint == RecoveryPointFinished {
 		if !sameRequest(req, known.Method, known.Path, known.Params) {
 			return nil, ErrParamsMismatch
 		}
 		return newResponse(int(known.ResponseCode), known.ResponseBody, true)
 	}
+	wf, err := e.workflow(req.Workflow)
+	if err != nil {
+		return nil, err
+	}
+	if err := wf.checkPhases(phases); err != nil {
+		return nil, err
+	}
 
-	run, err := e.lockKey(ctx, req, wf.Start)
+	run, err := e.lockKey(ctx, req, wf, phases.Start)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +289,7 @@ func (e *Engine) Execute(ctx context.Context, req *Request, wf *Workflow) (*Resp
 	}
 
 	for run.key.RecoveryPoint != RecoveryPointFinished {
-		if err := run.step(ctx, wf); err != nil {
+		if err := run.step(ctx, phases); err != nil {
 			if !errors.Is(err, ErrLockLost) {
 				e.unlock(ctx, run.key)
 			}
@@ -271,12 +302,12 @@ func (e *Engine) Execute(ctx context.Context, req *Request, wf *Workflow) (*Resp
 // lockKey is the key phase: it inserts a new key, locked, and runs start in
 // the same transaction; or it locks an existing unfinished key whose lock is
 // free or stale; or it returns a finished key for replay.
-func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc) (*Run, error) {
+func (e *Engine) lockKey(ctx context.Context, req *Request, wf *Workflow, startPhase PhaseFunc) (*Run, error) {
 	token := uuid.New()
 	start := time.Now()
 	run, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*Run, error) {
 		if req.ResumeOnly {
-			return e.lockExisting(ctx, tx, req, token)
+			return e.lockExisting(ctx, tx, req, wf, token)
 		}
 		key, err := e.queries.IdempotencyKeyInsert(ctx, tx, &db.IdempotencyKeyInsertParams{
 			IdempotencyKey: req.Key,
@@ -285,15 +316,16 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc
 			RequestParams:  req.Params,
 			RequestPath:    req.Path,
 			UserID:         req.UserID,
+			Workflow:       wf.Name,
 		})
 		if err == nil {
-			key, err = e.applyPhase(ctx, tx, key, startPhase)
-			return &Run{engine: e, key: key}, err
+			key, err = e.applyPhase(ctx, tx, wf, key, startPhase)
+			return &Run{engine: e, key: key, workflow: wf}, err
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("inserting idempotency key: %w", err)
 		}
-		run, err := e.lockExisting(ctx, tx, req, token)
+		run, err := e.lockExisting(ctx, tx, req, wf, token)
 		if errors.Is(err, ErrKeyNotFound) {
 			// The conflicting key was deleted between the two statements
 			// (the reaper): the client's retry inserts it anew.
@@ -317,7 +349,7 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc
 // lockExisting locks the user's existing key for req, in tx: it checks that
 // the key was used for the same request, returns a finished key for replay,
 // and takes the lock of an unfinished one unless a live request holds it.
-func (e *Engine) lockExisting(ctx context.Context, tx pgx.Tx, req *Request, token uuid.UUID) (*Run, error) {
+func (e *Engine) lockExisting(ctx context.Context, tx pgx.Tx, req *Request, wf *Workflow, token uuid.UUID) (*Run, error) {
 	existing, err := e.queries.IdempotencyKeyGetForUpdate(ctx, tx, &db.IdempotencyKeyGetForUpdateParams{
 		IdempotencyKey:     req.Key,
 		LockTimeoutSeconds: e.config.LockTimeout.Seconds(),
@@ -331,10 +363,10 @@ func (e *Engine) lockExisting(ctx context.Context, tx pgx.Tx, req *Request, toke
 	}
 	key := &existing.IdempotencyKey
 	switch {
-	case !sameRequest(req, key.RequestMethod, key.RequestPath, key.RequestParams):
+	case key.Workflow != wf.Name, !sameRequest(req, key.RequestMethod, key.RequestPath, key.RequestParams):
 		return nil, ErrParamsMismatch
 	case key.RecoveryPoint == RecoveryPointFinished:
-		return &Run{engine: e, key: key, replayed: true}, nil
+		return &Run{engine: e, key: key, replayed: true, workflow: wf}, nil
 	case existing.LockLive:
 		return nil, ErrRequestInProgress
 	}
@@ -342,16 +374,19 @@ func (e *Engine) lockExisting(ctx context.Context, tx pgx.Tx, req *Request, toke
 	if err != nil {
 		return nil, fmt.Errorf("locking idempotency key: %w", err)
 	}
-	return &Run{engine: e, key: key}, nil
+	return &Run{engine: e, key: key, workflow: wf}, nil
 }
 
 // applyPhase runs phase on key in tx and applies its result to the key.
-func (e *Engine) applyPhase(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey, phase PhaseFunc) (*db.IdempotencyKey, error) {
+func (e *Engine) applyPhase(ctx context.Context, tx pgx.Tx, wf *Workflow, key *db.IdempotencyKey, phase PhaseFunc) (*db.IdempotencyKey, error) {
 	result, err := phase(ctx, tx, key)
 	if err != nil {
 		return nil, err
 	}
-	key, err = result.apply(ctx, e.queries, tx, key)
+	if result == nil {
+		return nil, fmt.Errorf("workflow %q: phase at %s returned no result", wf.Name, key.RecoveryPoint)
+	}
+	key, err = result.apply(ctx, e.queries, tx, wf, key)
 	if err != nil {
 		return nil, err
 	}
@@ -393,6 +428,7 @@ type Run struct {
 	engine   *Engine
 	key      *db.IdempotencyKey
 	replayed bool
+	workflow *Workflow
 }
 
 // Key returns the key as of the last committed phase. Steps read it; they
@@ -421,7 +457,7 @@ func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 		if err != nil {
 			return nil, fmt.Errorf("checking idempotency key lock: %w", err)
 		}
-		return e.applyPhase(ctx, tx, key, phase)
+		return e.applyPhase(ctx, tx, r.workflow, key, phase)
 	})
 	if err != nil {
 		return e.conflict(err)
@@ -438,13 +474,13 @@ func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 	return nil
 }
 
-func (r *Run) step(ctx context.Context, wf *Workflow) error {
+func (r *Run) step(ctx context.Context, phases *Phases) error {
 	if r.key.RecoveryPoint == RecoveryPointStarted {
-		return r.AtomicPhase(ctx, wf.Start)
+		return r.AtomicPhase(ctx, phases.Start)
 	}
-	step, ok := wf.Steps[r.key.RecoveryPoint]
+	step, ok := phases.Steps[r.key.RecoveryPoint]
 	if !ok {
-		return fmt.Errorf("%w %q", ErrUnknownRecoveryPoint, r.key.RecoveryPoint)
+		return fmt.Errorf("workflow %q: %w %q", r.workflow.Name, ErrUnknownRecoveryPoint, r.key.RecoveryPoint)
 	}
 	return step(ctx, r)
 }

@@ -17,15 +17,15 @@ import (
 )
 
 // benchWorkflow has the shape of the ride workflow without its SQL and
-// without Stripe: the key phase moves the key to ride_created, the next
+// without Stripe: the key phase moves the key to middlePoint, the next
 // phase finishes it with 201.
-func benchWorkflow() *idempotency.Workflow {
-	return &idempotency.Workflow{
+func benchWorkflow() *idempotency.Phases {
+	return &idempotency.Phases{
 		Start: func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
-			return idempotency.RecoveryPoint("ride_created"), nil
+			return idempotency.RecoveryPoint(middlePoint), nil
 		},
 		Steps: map[string]idempotency.StepFunc{
-			"ride_created": func(ctx context.Context, run *idempotency.Run) error {
+			middlePoint: func(ctx context.Context, run *idempotency.Run) error {
 				return run.AtomicPhase(ctx, func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
 					return idempotency.Finish(http.StatusCreated, map[string]string{"message": "ok"}), nil
 				})
@@ -34,9 +34,10 @@ func benchWorkflow() *idempotency.Workflow {
 	}
 }
 
-// benchRequest is a POST /rides request of user's with the given key.
+// benchRequest is a request of the test workflow, user's, with the given
+// key.
 func benchRequest(user *db.User, key string) *idempotency.Request {
-	return &idempotency.Request{Key: key, Method: http.MethodPost, Path: "/rides", Params: testfactory.ValidParams, UserID: user.ID}
+	return newRequest(user, key)
 }
 
 // BenchmarkExecuteNewKey runs a new key through both phases: two
@@ -69,7 +70,7 @@ func BenchmarkExecuteReplayKnown(b *testing.B) {
 	request.Known = &idempotency.KnownKey{
 		Method:        http.MethodPost,
 		Params:        stored,
-		Path:          "/rides",
+		Path:          testPath,
 		RecoveryPoint: idempotency.RecoveryPointFinished,
 		ResponseBody:  json.RawMessage(`{"message": "Payment accepted. Your pilot is on their way!", "ride": {"id": 1, "origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "created_at": "2026-01-01T00:00:00Z", "stripe_charge_id": "ch_123"}}`),
 		ResponseCode:  http.StatusCreated,
@@ -90,7 +91,7 @@ func BenchmarkExecuteReplayFromDatabase(b *testing.B) {
 	ctx := b.Context()
 	tx := dbtest.Tx(ctx, b)
 	user := testfactory.User(ctx, b, tx, nil)
-	key := testfactory.IdempotencyKey(ctx, b, tx, user, &testfactory.IdempotencyKeyOpts{
+	key := newKey(ctx, b, tx, user, &testfactory.IdempotencyKeyOpts{
 		RecoveryPoint: testfactory.Ptr(idempotency.RecoveryPointFinished),
 		ResponseBody:  json.RawMessage(`{"message": "ok"}`),
 		ResponseCode:  testfactory.Ptr(int32(http.StatusCreated)),

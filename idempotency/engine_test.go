@@ -20,14 +20,19 @@ import (
 	"github.com/rocketrides/rocketrides/idempotency"
 )
 
-// middlePoint is the one recovery point between started and finished of
-// the tiny workflow these tests run; any name the schema allows will do.
-const middlePoint = "ride_created"
+// The tiny workflow these tests run, the engine's own: nothing of rides.
+const (
+	// middlePoint is its one recovery point between started and finished.
+	middlePoint = "widget_reserved"
 
-// newWorkflow is a tiny workflow: started moves to middlePoint, whose step
-// finishes the key with 201 and body.
-func newWorkflow(body string) *idempotency.Workflow {
-	return &idempotency.Workflow{
+	testPath     = "/widgets"
+	testWorkflow = "POST /widgets"
+)
+
+// newWorkflow is the tiny workflow's phases: started moves to middlePoint,
+// whose step finishes the key with 201 and body.
+func newWorkflow(body string) *idempotency.Phases {
+	return &idempotency.Phases{
 		Start: moveTo(middlePoint),
 		Steps: map[string]idempotency.StepFunc{
 			middlePoint: func(ctx context.Context, run *idempotency.Run) error {
@@ -49,14 +54,44 @@ func finish(body string) idempotency.PhaseFunc {
 	}
 }
 
-// newRequest asks for what testfactory's keys were created for.
+// registerWorkflow registers the tiny workflow with engine; restored keys
+// finish with {"restored": true}.
+func registerWorkflow(t testing.TB, engine *idempotency.Engine) {
+	t.Helper()
+	require.NoError(t, engine.Register(&idempotency.Workflow{
+		Name:           testWorkflow,
+		RecoveryPoints: []string{middlePoint},
+		Restore: func(context.Context, *db.IdempotencyKey) (*idempotency.Phases, error) {
+			return newWorkflow(`{"restored": true}`), nil
+		},
+	}))
+}
+
+// newKey inserts a key of the tiny workflow: testfactory's key, with its
+// workflow and path unless opts name others.
+func newKey(ctx context.Context, t testing.TB, exec db.DBTX, user *db.User, opts *testfactory.IdempotencyKeyOpts) *db.IdempotencyKey {
+	t.Helper()
+	if opts == nil {
+		opts = &testfactory.IdempotencyKeyOpts{}
+	}
+	if opts.Workflow == nil {
+		opts.Workflow = testfactory.Ptr(testWorkflow)
+	}
+	if opts.RequestPath == nil {
+		opts.RequestPath = testfactory.Ptr(testPath)
+	}
+	return testfactory.IdempotencyKey(ctx, t, exec, user, opts)
+}
+
+// newRequest asks for what newKey's keys were created for.
 func newRequest(user *db.User, key string) *idempotency.Request {
 	return &idempotency.Request{
-		Key:    key,
-		Method: http.MethodPost,
-		Params: testfactory.ValidParams,
-		Path:   "/rides",
-		UserID: user.ID,
+		Key:      key,
+		Method:   http.MethodPost,
+		Params:   testfactory.ValidParams,
+		Path:     testPath,
+		UserID:   user.ID,
+		Workflow: testWorkflow,
 	}
 }
 
@@ -74,12 +109,13 @@ type testBundle struct {
 	user *db.User
 }
 
-// newEngine returns an engine on exec, failing the test if config is
-// rejected.
+// newEngine returns an engine on exec with the tiny workflow registered,
+// failing the test if config is rejected.
 func newEngine(t testing.TB, exec db.Executor, config *idempotency.EngineConfig) *idempotency.Engine {
 	t.Helper()
 	engine, err := idempotency.NewEngine(exec, config)
 	require.NoError(t, err)
+	registerWorkflow(t, engine)
 	return engine
 }
 
@@ -149,7 +185,7 @@ func TestExecute(t *testing.T) {
 			MaxAttempts: maxAttempts,
 			RetriedFunc: func(error) { retries.Add(1) },
 		})
-		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
+		key := newKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			RecoveryPoint: testfactory.Ptr(middlePoint),
 		})
 
@@ -173,7 +209,7 @@ func TestExecute(t *testing.T) {
 		req.Known = &idempotency.KnownKey{
 			Method:        http.MethodPost,
 			Params:        testfactory.ValidParams,
-			Path:          "/rides",
+			Path:          testPath,
 			RecoveryPoint: idempotency.RecoveryPointFinished,
 			ResponseBody:  json.RawMessage(`{"detail": "declined", "status": 402}`),
 			ResponseCode:  http.StatusPaymentRequired,
@@ -193,7 +229,7 @@ func TestExecute(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 		engine := newEngine(t, bundle.exec, nil)
-		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
+		key := newKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			LockedAt: testfactory.Ptr(bundle.dbNow(t).Add(-idempotency.LockTimeoutDefault + time.Millisecond)),
 		})
 
@@ -208,7 +244,7 @@ func TestExecute(t *testing.T) {
 		bundle := setup(t)
 		engine := newEngine(t, bundle.exec, nil)
 		staleToken := uuid.New()
-		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
+		key := newKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			LastRunAt: testfactory.Ptr(bundle.dbNow(t).Add(-time.Hour)),
 			LockedAt:  testfactory.Ptr(bundle.dbNow(t).Add(-idempotency.LockTimeoutDefault - time.Millisecond)),
 			LockToken: &staleToken,
@@ -257,12 +293,12 @@ func TestExecute(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 		engine := newEngine(t, bundle.exec, nil)
-		finished := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
+		finished := newKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
 			RecoveryPoint: testfactory.Ptr(idempotency.RecoveryPointFinished),
 			ResponseBody:  json.RawMessage(`{"ok": true}`),
 			ResponseCode:  testfactory.Ptr(int32(http.StatusCreated)),
 		})
-		unfinished := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, nil)
+		unfinished := newKey(ctx, t, bundle.exec, bundle.user, nil)
 
 		for _, key := range []*db.IdempotencyKey{finished, unfinished} {
 			for name, change := range map[string]func(*idempotency.Request){
@@ -273,7 +309,7 @@ func TestExecute(t *testing.T) {
 					req.Params = json.RawMessage(`{"origin_lat": 0, "origin_lon": 0, "target_lat": 0, "target_lon": 0, "x": 0}`)
 				},
 				"Method": func(req *idempotency.Request) { req.Method = http.MethodPut },
-				"Path":   func(req *idempotency.Request) { req.Path = "/rides/1" },
+				"Path":   func(req *idempotency.Request) { req.Path = testPath + "/1" },
 			} {
 				req := newRequest(bundle.user, key.IdempotencyKey)
 				change(req)
@@ -316,15 +352,15 @@ func TestExecute(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
 		engine := newEngine(t, bundle.exec, nil)
-		key := testfactory.IdempotencyKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
-			RecoveryPoint: testfactory.Ptr("charge_created"),
+		key := newKey(ctx, t, bundle.exec, bundle.user, &testfactory.IdempotencyKeyOpts{
+			RecoveryPoint: testfactory.Ptr("written_by_a_newer_version"),
 		})
 
 		_, err := engine.Execute(ctx, newRequest(bundle.user, key.IdempotencyKey), newWorkflow(`{}`))
 
 		require.ErrorIs(t, err, idempotency.ErrUnknownRecoveryPoint)
 		reloaded := bundle.reload(t, key)
-		require.Equal(t, "charge_created", reloaded.RecoveryPoint)
+		require.Equal(t, "written_by_a_newer_version", reloaded.RecoveryPoint)
 		require.Nil(t, reloaded.LockedAt)
 		require.Nil(t, reloaded.LockToken)
 		require.Equal(t, int32(2), reloaded.RunCount, "the key was locked, then unlocked")

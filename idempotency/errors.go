@@ -25,7 +25,14 @@ var (
 	// ErrRequestInProgress means another request holds the key's lock.
 	ErrRequestInProgress = errors.New("a request with this idempotency key is in progress")
 
-	// ErrUnknownRecoveryPoint means the key's recovery point has no step in
-	// the workflow: a bug, or a key written by a newer version.
-	ErrUnknownRecoveryPoint = errors.New("no step for recovery point")
+	// ErrUnknownRecoveryPoint means a recovery point is not one of the
+	// workflow's: a phase asked to move a key there (a bug; nothing was
+	// written), or a key is there that a newer version wrote.
+	ErrUnknownRecoveryPoint = errors.New("unknown recovery point")
+
+	// ErrUnknownWorkflow means no workflow of that name is registered: a
+	// request named none, or a key belongs to a workflow this binary does
+	// not know (an older or newer version, during a rolling deploy). The
+	// completer skips such a key, never driving it as something else.
+	ErrUnknownWorkflow = errors.New("unknown workflow")
 )

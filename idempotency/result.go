@@ -14,18 +14,23 @@ import (
 // the phase's own transaction. The set is closed: RecoveryPoint and
 // Finish.
 type Result interface {
-	apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, key *db.IdempotencyKey) (*db.IdempotencyKey, error)
+	apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, wf *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error)
 }
 
 // RecoveryPoint returns a Result that moves the key to the named recovery
-// point; the next phase starts there.
+// point; the next phase starts there. The name must be one of the
+// workflow's RecoveryPoints: any other (started and finished included) fails
+// the phase with ErrUnknownRecoveryPoint, before anything is written.
 func RecoveryPoint(name string) Result {
 	return recoveryPoint(name)
 }
 
 type recoveryPoint string
 
-func (r recoveryPoint) apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
+func (r recoveryPoint) apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, wf *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
+	if !wf.hasRecoveryPoint(string(r)) {
+		return nil, fmt.Errorf("workflow %q: %w %q", wf.Name, ErrUnknownRecoveryPoint, string(r))
+	}
 	key, err := queries.IdempotencyKeySetRecoveryPoint(ctx, tx, &db.IdempotencyKeySetRecoveryPointParams{
 		ID:            key.ID,
 		RecoveryPoint: string(r),
@@ -48,7 +53,7 @@ type response struct {
 	status int
 }
 
-func (r *response) apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
+func (r *response) apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, _ *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
 	body, err := json.Marshal(r.body)
 	if err != nil {
 		return nil, fmt.Errorf("marshaling response: %w", err)

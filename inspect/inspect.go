@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -247,14 +246,21 @@ func (i *Inspector) readRide(ctx context.Context, tx pgx.Tx, report *Report, rid
 		return fmt.Errorf("getting cancellation of ride: %w", err)
 	}
 	// The key that created the ride decides between declined and pending.
-	var creatingKey *db.IdempotencyKey
+	var cancelledAt *time.Time
+	if cancellation != nil {
+		cancelledAt = cancellation.CancelledAt
+	}
+	var keyRecoveryPoint *string
 	if ride.IdempotencyKeyID != nil {
-		creatingKey, err = i.queries.IdempotencyKeyGetByID(ctx, tx, *ride.IdempotencyKeyID)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		creatingKey, err := i.queries.IdempotencyKeyGetByID(ctx, tx, *ride.IdempotencyKeyID)
+		switch {
+		case err == nil:
+			keyRecoveryPoint = &creatingKey.RecoveryPoint
+		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("getting key of ride: %w", err)
 		}
 	}
-	report.Ride = &Ride{Ride: ride, Status: RideStatus(ride, cancellation, creatingKey)}
+	report.Ride = &Ride{Ride: ride, Status: rides.RideStatus(ride, cancelledAt, keyRecoveryPoint)}
 	report.Cancellation = cancellation
 
 	audit, err := i.queries.AuditRecordListByResource(ctx, tx, &db.AuditRecordListByResourceParams{ResourceType: "ride", ResourceID: ride.ID})
@@ -318,46 +324,6 @@ func (i *Inspector) readStripe(ctx context.Context, report *Report) {
 	if err != nil {
 		report.StripeError = err.Error()
 	}
-}
-
-// Statuses of a ride, as GET /rides/{id} reports them.
-const (
-	RideStatusCancelled      = "cancelled"
-	RideStatusCharged        = "charged"
-	RideStatusDeclined       = "declined"
-	RideStatusPendingPayment = "pending_payment"
-)
-
-// RideStatus derives a ride's status: cancelled if its cancellation has
-// been recorded, charged if it has a charge, declined if not and the key
-// that created it finished without a 201 or is gone, and pending_payment
-// while that key is unfinished. A claimed cancellation (no refund yet)
-// leaves the ride charged.
-func RideStatus(ride *db.Ride, cancellation *db.RideCancellation, creatingKey *db.IdempotencyKey) string {
-	switch {
-	case cancellation != nil && cancellation.CancelledAt != nil:
-		return RideStatusCancelled
-	case ride.StripeChargeID != nil:
-		return RideStatusCharged
-	case creatingKey == nil,
-		creatingKey.RecoveryPoint == idempotency.RecoveryPointFinished && (creatingKey.ResponseCode == nil || *creatingKey.ResponseCode != 201):
-		return RideStatusDeclined
-	default:
-		return RideStatusPendingPayment
-	}
-}
-
-// cancelPath is the concrete path of a cancellation request.
-var cancelPath = regexp.MustCompile(`^/rides/[0-9]+/cancel$`)
-
-// workflowOf names the workflow of key by its method and path, the route
-// pattern it was registered under.
-func workflowOf(key *db.IdempotencyKey) string {
-	path := key.RequestPath
-	if cancelPath.MatchString(path) {
-		path = "/rides/{id}/cancel"
-	}
-	return key.RequestMethod + " " + path
 }
 
 // rawOrNil returns raw, or nil if it is empty: JSON null, not an error.

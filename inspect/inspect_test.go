@@ -92,13 +92,12 @@ func (f *fixture) chargedRide(ctx context.Context, t *testing.T) *chargedRide {
 	require.NoError(t, err)
 
 	rideID := strconv.FormatInt(ride.ID, 10)
-	cancelKey, err := queries.IdempotencyKeyInsertFull(ctx, f.tx, &db.IdempotencyKeyInsertFullParams{
-		IdempotencyKey: testfactory.KeyValue(), RecoveryPoint: "finished", RequestMethod: "POST",
+	cancelKey := testfactory.IdempotencyKey(ctx, t, f.tx, user, &testfactory.IdempotencyKeyOpts{
+		RecoveryPoint: testfactory.Ptr("finished"),
 		RequestParams: json.RawMessage(`{"ride_id": ` + rideID + `, "reason": "changed my mind"}`),
-		RequestPath:   "/rides/" + rideID + "/cancel", ResponseCode: testfactory.Ptr[int32](200),
-		ResponseBody: json.RawMessage(`{"message": "Ride cancelled. Your refund is on its way."}`), RunCount: 1, UserID: user.ID,
+		RequestPath:   testfactory.Ptr("/rides/" + rideID + "/cancel"), ResponseCode: testfactory.Ptr[int32](200),
+		ResponseBody: json.RawMessage(`{"message": "Ride cancelled. Your refund is on its way."}`), Workflow: testfactory.Ptr(rides.WorkflowCancel),
 	})
-	require.NoError(t, err)
 	refund, err := f.stripe.RefundCreate(ctx, &stripeclient.RefundParams{
 		Charge: charge.ID, IdempotencyKey: "rocket-rides-" + cancelKey.StripeIdempotencyKey.String(),
 		Metadata: map[string]string{"ride_id": rideID},
@@ -145,7 +144,7 @@ func TestChargedAndCancelled(t *testing.T) {
 	for _, report := range []*inspect.Report{byKey, byCancelKey, byRide} {
 		require.Equal(t, want.user.ID, report.User.ID)
 		require.Equal(t, want.ride.ID, report.Ride.ID)
-		require.Equal(t, inspect.RideStatusCancelled, report.Ride.Status)
+		require.Equal(t, rides.StatusCancelled, report.Ride.Status)
 		require.NotNil(t, report.Cancellation.CancelledAt)
 		require.Equal(t, want.refundID, *report.Cancellation.StripeRefundID)
 
@@ -284,7 +283,7 @@ func TestPendingChargeFoundOnStripe(t *testing.T) {
 
 	report, err := f.inspector.ByRide(ctx, ride.ID)
 	require.NoError(t, err)
-	require.Equal(t, inspect.RideStatusPendingPayment, report.Ride.Status)
+	require.Equal(t, rides.StatusPendingPayment, report.Ride.Status)
 	require.Equal(t, charge.ID, report.Charge.ID)
 	require.Equal(t, inspect.ChargeFoundByMetadata, report.Charge.FoundBy)
 	require.Empty(t, report.Refunds)
@@ -301,7 +300,7 @@ func TestWithoutStripe(t *testing.T) {
 	require.NoError(t, err)
 	report, err := inspector.ByRide(ctx, want.ride.ID)
 	require.NoError(t, err)
-	require.Equal(t, inspect.RideStatusCancelled, report.Ride.Status)
+	require.Equal(t, rides.StatusCancelled, report.Ride.Status)
 	require.Nil(t, report.Charge)
 	require.Contains(t, report.StripeError, "not asked")
 	var text bytes.Buffer
@@ -328,35 +327,6 @@ func TestNotFound(t *testing.T) {
 	_, err = f.inspector.ByRide(ctx, -1)
 	require.ErrorIs(t, err, inspect.ErrRideNotFound)
 	require.Equal(t, "no such ride with id -1", err.Error())
-}
-
-func TestRideStatus(t *testing.T) {
-	t.Parallel()
-	now := time.Now()
-	charged := &db.Ride{StripeChargeID: testfactory.Ptr("ch_1")}
-	uncharged := &db.Ride{}
-	finishedWith := func(code int32) *db.IdempotencyKey {
-		return &db.IdempotencyKey{RecoveryPoint: "finished", ResponseCode: &code}
-	}
-	for _, tt := range []struct {
-		name         string
-		ride         *db.Ride
-		cancellation *db.RideCancellation
-		key          *db.IdempotencyKey
-		want         string
-	}{
-		{"Cancelled", charged, &db.RideCancellation{CancelledAt: &now, StripeRefundID: testfactory.Ptr("re_1")}, nil, inspect.RideStatusCancelled},
-		{"ClaimedStaysCharged", charged, &db.RideCancellation{}, finishedWith(201), inspect.RideStatusCharged},
-		{"Charged", charged, nil, nil, inspect.RideStatusCharged},
-		{"Declined", uncharged, nil, finishedWith(402), inspect.RideStatusDeclined},
-		{"KeyGone", uncharged, nil, nil, inspect.RideStatusDeclined},
-		{"Pending", uncharged, nil, &db.IdempotencyKey{RecoveryPoint: rides.RecoveryPointRideCreated}, inspect.RideStatusPendingPayment},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			require.Equal(t, tt.want, inspect.RideStatus(tt.ride, tt.cancellation, tt.key))
-		})
-	}
 }
 
 func TestNewInspectorRejectsNonsense(t *testing.T) {

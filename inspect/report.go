@@ -56,9 +56,6 @@ type Report struct {
 type Key struct {
 	*db.IdempotencyKey
 
-	// Workflow is the name of the key's workflow ("POST /rides").
-	Workflow string `json:"workflow"`
-
 	// LockAge is how long the key has been locked, by the database's
 	// clock; zero when unlocked.
 	LockAge time.Duration `json:"-"`
@@ -71,7 +68,7 @@ type Key struct {
 }
 
 func newKey(key *db.IdempotencyKey, lockLive bool, now time.Time) *Key {
-	k := &Key{IdempotencyKey: key, Workflow: workflowOf(key), LockLive: lockLive}
+	k := &Key{IdempotencyKey: key, LockLive: lockLive}
 	if key.LockedAt != nil {
 		k.LockAge = now.Sub(*key.LockedAt)
 		k.LockAgeSeconds = k.LockAge.Seconds()
@@ -83,7 +80,7 @@ func newKey(key *db.IdempotencyKey, lockLive bool, now time.Time) *Key {
 type Ride struct {
 	*db.Ride
 
-	// Status is one of the RideStatus constants.
+	// Status is rides.RideStatus's: one of the rides.Status constants.
 	Status string `json:"status"`
 }
 

@@ -40,12 +40,18 @@ const (
 	CompleterOutcomeError = "error"
 
 	// CompleterOutcomeFinished means the completer finished the key: it now
-	// holds its response (a 201, or a stored 402 or 503).
+	// holds its response (a 201 or 200, or a stored error).
 	CompleterOutcomeFinished = "finished"
 
+	// CompleterOutcomeSkippedUnknownWorkflow means the key belongs to a
+	// workflow this binary does not register (an older or newer version,
+	// during a rolling deploy): it is left as it is, with a warning, and a
+	// completer that knows the workflow drives it.
+	CompleterOutcomeSkippedUnknownWorkflow = "skipped_unknown_workflow"
+
 	// CompleterOutcomeUnfinished means the key is still at its recovery
-	// point, because Stripe's answer was not definitive; a later pass tries
-	// again.
+	// point, because a foreign call's answer was not definitive (or a ride
+	// to cancel is still pending); a later pass tries again.
 	CompleterOutcomeUnfinished = "unfinished"
 )
 
@@ -130,26 +136,28 @@ func (c *CompleterConfig) validate() error {
 }
 
 // Completer finds idempotency keys whose requests were abandoned before they
-// finished (their client gave up, or the API crashed) and drives each to its
-// response through the same phases the API runs, as the key's user and with
-// its stored parameters. Several completers may run at once: the engine's
-// lock on each key keeps two of them from driving the same key together.
+// finished (their client gave up, or the API crashed), of any workflow, and
+// drives each to its response through its own workflow (Engine.Resume), as
+// the key's user and with its stored parameters. A key of a workflow the
+// engine does not know is skipped and counted, never driven as something
+// else. Several completers may run at once: the engine's lock on each key
+// keeps two of them from driving the same key together.
 type Completer struct {
 	service
 
 	config      *CompleterConfig
-	creator     *rides.Creator
+	engine      *idempotency.Engine
 	exec        db.DBTX
 	lockTimeout time.Duration
 	queries     *db.Queries
 }
 
 // NewCompleter returns a completer that finds keys on exec and drives them
-// with creator, taking its lock timeout from creator's engine. A nil config
-// means every default.
-func NewCompleter(exec db.DBTX, creator *rides.Creator, config *CompleterConfig) (*Completer, error) {
-	if creator == nil {
-		return nil, errors.New("completer: a creator is required")
+// through engine's registered workflows, taking its lock timeout from
+// engine. A nil config means every default.
+func NewCompleter(exec db.DBTX, engine *idempotency.Engine, config *CompleterConfig) (*Completer, error) {
+	if engine == nil {
+		return nil, errors.New("completer: an engine is required")
 	}
 	config = config.withDefaults()
 	if err := config.validate(); err != nil {
@@ -158,9 +166,9 @@ func NewCompleter(exec db.DBTX, creator *rides.Creator, config *CompleterConfig)
 	return &Completer{
 		service:     newService("completer", config.Logger),
 		config:      config,
-		creator:     creator,
+		engine:      engine,
 		exec:        exec,
-		lockTimeout: creator.Engine().LockTimeout(),
+		lockTimeout: engine.LockTimeout(),
 		queries:     db.New(),
 	}, nil
 }
@@ -200,6 +208,10 @@ type completerRunOnceResult struct {
 	// held when the completer came to them: counted in NumConflict too.
 	NumInProgress int
 
+	// NumSkipped is how many keys were of a workflow the engine does not
+	// know.
+	NumSkipped int
+
 	NumUnfinished int
 }
 
@@ -225,7 +237,7 @@ func (c *Completer) runOnce(ctx context.Context) (*completerRunOnceResult, error
 		if ctx.Err() != nil {
 			break
 		}
-		resp, err := c.creator.Complete(ctx, key)
+		resp, err := c.engine.Resume(ctx, key)
 		if err != nil && ctx.Err() != nil {
 			break // interrupted by shutdown: the key stays for the next run
 		}
@@ -247,7 +259,7 @@ func (c *Completer) runOnce(ctx context.Context) (*completerRunOnceResult, error
 	case res.NumFinished == 0:
 		// Say why, by the counts: keys held by another request (in
 		// progress), left unfinished (Stripe not definitive; they back off),
-		// other conflicts, errors.
+		// other conflicts, keys of unknown workflows, errors.
 		message = "completer: pass finished no key"
 	}
 	c.logger.Log(ctx, level, message,
@@ -256,6 +268,7 @@ func (c *Completer) runOnce(ctx context.Context) (*completerRunOnceResult, error
 		slog.Int("num_in_progress", res.NumInProgress),
 		slog.Int("num_unfinished", res.NumUnfinished),
 		slog.Int("num_conflict", res.NumConflict),
+		slog.Int("num_skipped_unknown_workflow", res.NumSkipped),
 		slog.Int("num_error", res.NumError),
 	)
 	return res, ctx.Err()
@@ -270,12 +283,14 @@ func (r *completerRunOnceResult) count(outcome string) {
 		r.NumFinished++
 	case CompleterOutcomeUnfinished:
 		r.NumUnfinished++
+	case CompleterOutcomeSkippedUnknownWorkflow:
+		r.NumSkipped++
 	default:
 		r.NumError++
 	}
 }
 
-// completerOutcome classifies what Creator.Complete returned.
+// completerOutcome classifies what Engine.Resume returned.
 func completerOutcome(resp *idempotency.Response, err error) string {
 	switch {
 	case err == nil && resp.Replayed:
@@ -283,7 +298,12 @@ func completerOutcome(resp *idempotency.Response, err error) string {
 		return CompleterOutcomeConflict
 	case err == nil:
 		return CompleterOutcomeFinished
-	case errors.Is(err, rides.ErrPaymentUnavailable), errors.Is(err, rides.ErrSimulatedFailure):
+	case errors.Is(err, idempotency.ErrUnknownWorkflow):
+		return CompleterOutcomeSkippedUnknownWorkflow
+	case errors.Is(err, idempotency.ErrForeignIndeterminate),
+		errors.Is(err, rides.ErrPaymentUnavailable),
+		errors.Is(err, rides.ErrRidePending),
+		errors.Is(err, rides.ErrSimulatedFailure):
 		return CompleterOutcomeUnfinished
 	case errors.Is(err, idempotency.ErrRequestInProgress),
 		errors.Is(err, idempotency.ErrConflict),
@@ -299,12 +319,13 @@ func completerOutcome(resp *idempotency.Response, err error) string {
 // error.
 func (c *Completer) logOutcome(ctx context.Context, key *db.IdempotencyKey, outcome string, err error) {
 	level := slog.LevelDebug
-	if outcome == CompleterOutcomeError {
+	if outcome == CompleterOutcomeError || outcome == CompleterOutcomeSkippedUnknownWorkflow {
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
 		slog.Int64("idempotency_key_id", key.ID),
 		slog.String("outcome", outcome),
+		slog.String("workflow", key.Workflow),
 		slog.String("recovery_point", key.RecoveryPoint),
 		slog.Int("run_count", int(key.RunCount)),
 	}

@@ -109,11 +109,11 @@ func TestCompleter(t *testing.T) {
 			{&CompleterConfig{MaxBackoffDoublings: 31}, "MaxBackoffDoublings"},
 			{&CompleterConfig{QueryTimeout: -time.Second}, "QueryTimeout"},
 		} {
-			_, err := NewCompleter(nil, creator, tt.config)
+			_, err := NewCompleter(nil, creator.Engine(), tt.config)
 			require.ErrorContains(t, err, tt.want)
 		}
 		_, err := NewCompleter(nil, nil, nil)
-		require.ErrorContains(t, err, "creator")
+		require.ErrorContains(t, err, "engine")
 	})
 
 	t.Run("PushesThroughAbandonedKey", func(t *testing.T) {
@@ -165,6 +165,94 @@ func TestCompleter(t *testing.T) {
 		require.Nil(t, key.LockedAt)
 		require.Nil(t, key.LockToken)
 		require.Empty(t, bundle.fake.Charges())
+	})
+
+	// Keys of both workflows, abandoned at each of their recovery points,
+	// all finish, each through its own workflow.
+	t.Run("DrivesEveryWorkflowAtEveryRecoveryPoint", func(t *testing.T) {
+		t.Parallel()
+		completer, bundle := setup(t)
+		queries := db.New()
+		var keys []*db.IdempotencyKey
+
+		// The ride workflow: at started, at ride_created (its ride
+		// inserted), at charge_created (its ride charged).
+		for _, point := range []string{idempotency.RecoveryPointStarted, rides.RecoveryPointRideCreated, rides.RecoveryPointChargeCreated} {
+			opts := abandoned(bundle)
+			opts.RecoveryPoint = &point
+			key := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)
+			if point != idempotency.RecoveryPointStarted {
+				rideOpts := &testfactory.RideOpts{IdempotencyKeyID: &key.ID}
+				if point == rides.RecoveryPointChargeCreated {
+					rideOpts.StripeChargeID = testfactory.Ptr(completerCharge(ctx, t, bundle.stripe, bundle.user))
+				}
+				testfactory.Ride(ctx, t, bundle.tx, bundle.user, rideOpts)
+			}
+			keys = append(keys, key)
+		}
+		// The cancel workflow, of charged rides: at started, and at
+		// ride_claimed (its claim inserted).
+		for _, point := range []string{idempotency.RecoveryPointStarted, rides.RecoveryPointRideClaimed} {
+			ride := testfactory.Ride(ctx, t, bundle.tx, bundle.user, &testfactory.RideOpts{
+				StripeChargeID: testfactory.Ptr(completerCharge(ctx, t, bundle.stripe, bundle.user)),
+			})
+			opts := abandoned(bundle)
+			opts.RecoveryPoint = &point
+			opts.RequestParams = json.RawMessage(fmt.Sprintf(`{"ride_id": %d, "reason": "weather"}`, ride.ID))
+			opts.RequestPath = testfactory.Ptr(rides.CancelPath(ride.ID))
+			opts.Workflow = testfactory.Ptr(rides.WorkflowCancel)
+			key := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)
+			if point == rides.RecoveryPointRideClaimed {
+				_, err := queries.RideCancellationInsert(ctx, bundle.tx, &db.RideCancellationInsertParams{
+					IdempotencyKeyID: &key.ID, Reason: testfactory.Ptr("weather"), RideID: ride.ID, UserID: bundle.user.ID,
+				})
+				require.NoError(t, err)
+			}
+			keys = append(keys, key)
+		}
+
+		res, err := completer.runOnce(ctx)
+		require.NoError(t, err)
+		require.Equal(t, &completerRunOnceResult{NumFound: len(keys), NumFinished: len(keys)}, res)
+
+		for i, key := range keys {
+			key = reload(t, bundle, key)
+			require.Equal(t, idempotency.RecoveryPointFinished, key.RecoveryPoint, "key %d", i)
+			want := int32(http.StatusCreated)
+			if key.Workflow == rides.WorkflowCancel {
+				want = http.StatusOK
+				cancellation, err := queries.RideCancellationGetByIdempotencyKeyID(ctx, bundle.tx, &key.ID)
+				require.NoError(t, err)
+				require.NotNil(t, cancellation.CancelledAt)
+			}
+			require.Equal(t, want, *key.ResponseCode, "key %d: %s", i, key.ResponseBody)
+		}
+		require.Len(t, bundle.fake.Charges(), 5, "one charge made for each ride key, and the two cancelled rides'")
+		require.Len(t, bundle.fake.Refunds(), 2)
+		var numReceipts, numCancellationReceipts int
+		require.NoError(t, bundle.tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE job_name = $1), count(*) FILTER (WHERE job_name = $2) FROM staged_jobs`,
+			rides.JobNameSendRideReceipt, rides.JobNameSendCancellationReceipt).Scan(&numReceipts, &numCancellationReceipts))
+		require.Equal(t, []int{3, 2}, []int{numReceipts, numCancellationReceipts})
+	})
+
+	// A key of a workflow this binary does not know is skipped, counted and
+	// left as it was; the other keys of the pass are driven.
+	t.Run("SkipsUnknownWorkflow", func(t *testing.T) {
+		t.Parallel()
+		completer, bundle := setup(t)
+		opts := abandoned(bundle)
+		opts.Workflow = testfactory.Ptr("POST /rides/{id}/upgrade")
+		opts.RequestPath = testfactory.Ptr("/rides/1/upgrade")
+		unknown := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, opts)
+		known := testfactory.IdempotencyKey(ctx, t, bundle.tx, bundle.user, abandoned(bundle))
+
+		res, err := completer.runOnce(ctx)
+		require.NoError(t, err)
+		require.Equal(t, &completerRunOnceResult{NumFound: 2, NumFinished: 1, NumSkipped: 1}, res)
+		require.ElementsMatch(t, []string{CompleterOutcomeSkippedUnknownWorkflow, CompleterOutcomeFinished}, bundle.outcomes)
+		require.Equal(t, *unknown, *reload(t, bundle, unknown), "never driven, not even locked")
+		require.Equal(t, idempotency.RecoveryPointFinished, reload(t, bundle, known).RecoveryPoint)
+		require.Len(t, bundle.fake.Charges(), 1)
 	})
 
 	t.Run("IgnoresKeysNotOldEnough", func(t *testing.T) {
@@ -296,7 +384,7 @@ func TestCompleter(t *testing.T) {
 	})
 }
 
-// TestCompleterOutcome checks how each answer of Creator.Complete counts.
+// TestCompleterOutcome checks how each answer of Engine.Resume counts.
 func TestCompleterOutcome(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -314,6 +402,9 @@ func TestCompleterOutcome(t *testing.T) {
 		{"Conflict", nil, fmt.Errorf("%w: 40001", idempotency.ErrConflict), CompleterOutcomeConflict},
 		{"LockLost", nil, idempotency.ErrLockLost, CompleterOutcomeConflict},
 		{"ParamsMismatch", nil, idempotency.ErrParamsMismatch, CompleterOutcomeError},
+		{"ForeignIndeterminate", nil, fmt.Errorf("refund: %w: 500", idempotency.ErrForeignIndeterminate), CompleterOutcomeUnfinished},
+		{"RidePending", nil, rides.ErrRidePending, CompleterOutcomeUnfinished},
+		{"UnknownWorkflow", nil, fmt.Errorf("key 7: %w %q", idempotency.ErrUnknownWorkflow, "POST /v2"), CompleterOutcomeSkippedUnknownWorkflow},
 		{"Other", nil, errors.New("connection refused"), CompleterOutcomeError},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -389,12 +480,23 @@ func TestCompleterConcurrent(t *testing.T) {
 	require.Zero(t, numUnfinished)
 }
 
-// completerNew returns a completer, failing the test if config is rejected.
+// completerNew returns a completer on the engine of creator, where both
+// ride workflows are registered, failing the test if config is rejected.
 func completerNew(t *testing.T, exec db.DBTX, creator *rides.Creator, config *CompleterConfig) *Completer {
 	t.Helper()
-	completer, err := NewCompleter(exec, creator, config)
+	completer, err := NewCompleter(exec, creator.Engine(), config)
 	require.NoError(t, err)
 	return completer
+}
+
+// completerCharge makes a charge of user's in the fake and returns its id.
+func completerCharge(ctx context.Context, t *testing.T, stripe *stripeclient.Client, user *db.User) string {
+	t.Helper()
+	charge, err := stripe.ChargeCreate(ctx, &stripeclient.ChargeParams{
+		Amount: rides.ChargeAmount, Currency: rides.ChargeCurrency, Customer: user.StripeCustomerID, IdempotencyKey: testfactory.KeyValue(),
+	})
+	require.NoError(t, err)
+	return charge.ID
 }
 
 // completerUser inserts a user whose Stripe customer, created in the fake,

@@ -35,7 +35,7 @@ func New() *Metrics {
 		registry: prometheus.NewRegistry(),
 		completerOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rocketrides_completer_keys_total",
-			Help: "Keys the completer drove, by outcome: finished, unfinished, conflict, error.",
+			Help: "Keys the completer drove, by outcome: finished, unfinished, conflict, error, skipped_unknown_workflow.",
 		}, []string{"outcome"}),
 		jobsEnqueued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rocketrides_enqueuer_jobs_total",

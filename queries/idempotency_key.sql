@@ -4,10 +4,10 @@
 -- name: IdempotencyKeyInsert :one
 INSERT INTO idempotency_keys (
     idempotency_key, locked_at, lock_token, recovery_point,
-    request_method, request_params, request_path, user_id
+    request_method, request_params, request_path, user_id, workflow
 ) VALUES (
     @idempotency_key, now(), @lock_token, 'started',
-    @request_method, @request_params, @request_path, @user_id
+    @request_method, @request_params, @request_path, @user_id, @workflow
 )
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
 RETURNING *;
@@ -102,12 +102,12 @@ FROM deleted;
 INSERT INTO idempotency_keys (
     created_at, idempotency_key, last_run_at, locked_at, lock_token,
     recovery_point, request_method, request_params, request_path,
-    response_code, response_body, run_count, user_id
+    response_code, response_body, run_count, user_id, workflow
 ) VALUES (
     coalesce(sqlc.narg(created_at)::timestamptz, now()), @idempotency_key,
     coalesce(sqlc.narg(last_run_at)::timestamptz, now()), @locked_at, @lock_token,
     @recovery_point, @request_method, @request_params, @request_path,
-    @response_code, @response_body, @run_count, @user_id
+    @response_code, @response_body, @run_count, @user_id, @workflow
 )
 RETURNING *;
 

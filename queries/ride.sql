@@ -30,3 +30,16 @@ LIMIT @max;
 
 -- name: RideGetByID :one
 SELECT * FROM rides WHERE id = @id;
+
+-- RideGetWithState reads the user's ride (no row for another user's) with
+-- what its status depends on: its cancellation, if any, and its key's state,
+-- if the key still exists.
+-- name: RideGetWithState :one
+SELECT sqlc.embed(rides),
+    c.stripe_refund_id AS cancellation_stripe_refund_id,
+    c.cancelled_at AS cancellation_cancelled_at,
+    k.recovery_point AS key_recovery_point
+FROM rides
+LEFT JOIN ride_cancellations c ON c.ride_id = rides.id
+LEFT JOIN idempotency_keys k ON k.id = rides.idempotency_key_id
+WHERE rides.id = @id AND rides.user_id = @user_id;

@@ -258,7 +258,7 @@ func recoverByCompleter(t *testing.T, bundle *crashBundle, _ *rides.Request, key
 		WHERE id = $1`, key.ID)
 
 	outcomes := make(chan string, 1)
-	completer, err := jobs.NewCompleter(bundle.pool, bundle.recovering, &jobs.CompleterConfig{
+	completer, err := jobs.NewCompleter(bundle.pool, bundle.recovering.Engine(), &jobs.CompleterConfig{
 		Interval:    time.Hour, // one pass, then idle until cancelled
 		OutcomeFunc: func(outcome string) { outcomes <- outcome },
 	})

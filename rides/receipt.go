@@ -43,3 +43,38 @@ func (a ReceiptArgs) Validate() error {
 	}
 	return nil
 }
+
+// JobNameSendCancellationReceipt is the staged job the cancel workflow's
+// finishing phase stages.
+const JobNameSendCancellationReceipt = "send_cancellation_receipt"
+
+// CancellationReceiptArgs are the args of a send_cancellation_receipt job:
+// the JSON the cancel workflow's finishing phase stages in staged_jobs, and
+// the River job type the enqueuer inserts and the receipt worker works.
+// Declared once, here, where the job is staged. Unique by args as
+// ReceiptArgs, with the same at-least-once caveat: a ride is cancelled once,
+// so its cancellation receipt is one unique job.
+type CancellationReceiptArgs struct {
+	Amount         int64  `json:"amount"`
+	Currency       string `json:"currency"`
+	RideID         int64  `json:"ride_id"`
+	StripeRefundID string `json:"stripe_refund_id"`
+	UserID         int64  `json:"user_id"`
+}
+
+// InsertOpts makes cancellation receipts unique by args.
+func (CancellationReceiptArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// Kind is the staged job's name, JobNameSendCancellationReceipt.
+func (CancellationReceiptArgs) Kind() string { return JobNameSendCancellationReceipt }
+
+// Validate reports args that name no ride, no user or no refund.
+func (a CancellationReceiptArgs) Validate() error {
+	if a.RideID <= 0 || a.UserID <= 0 || a.StripeRefundID == "" {
+		return fmt.Errorf("cancellation receipt args need a ride_id, a user_id and a stripe_refund_id (got ride_id=%d user_id=%d stripe_refund_id=%q)",
+			a.RideID, a.UserID, a.StripeRefundID)
+	}
+	return nil
+}

@@ -1,8 +1,13 @@
-// Package rides creates rides: the POST /rides workflow, written as atomic
-// phases on package idempotency. The API calls it for each request, and the
-// completer calls it, without HTTP, for requests that were abandoned.
+// Package rides holds rocket-rides' two workflows, written as atomic phases
+// on package idempotency: creating a ride (POST /rides, create.go) and
+// cancelling one with a refund (POST /rides/{id}/cancel, cancel.go). This
+// file holds what they share: the Creator that registers both with its
+// engine, authentication, the Stripe metadata and idempotency key, and the
+// ride as the API shows it. The API calls the workflows for each request;
+// the completer resumes abandoned keys of both through the engine
+// (idempotency.Engine.Resume), without HTTP.
 //
-// The phases:
+// The ride workflow's phases:
 //
 //	started         insert the ride and its audit record
 //	                → ride_created (with a new key, in the key's transaction)
@@ -13,24 +18,32 @@
 //	charge_created  stage the receipt job and finish with 201: the point
 //	                where the original recorded the charge; kept so that
 //	                keys left there still finish
+//
+// The cancel workflow's phases:
+//
+//	started         claim the ride (a ride_cancellations row, at most one
+//	                per ride) → ride_claimed (with a new key, in the key's
+//	                transaction); or finish with a stored 404, 409 or 422
+//	ride_claimed    refund the charge in full through Stripe, no
+//	                transaction open; then record the refund on the
+//	                cancellation, write the audit record ride.cancelled,
+//	                stage send_cancellation_receipt and finish with 200, in
+//	                one transaction (a refund refused for good deletes the
+//	                claim and finishes with 503)
 package rides
 
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/stripe/stripe-go/v76"
 
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/idempotency"
@@ -38,68 +51,23 @@ import (
 	"github.com/rocketrides/rocketrides/stripeclient"
 )
 
-// Recovery points of the ride workflow, between idempotency's started and
-// finished.
-const (
-	RecoveryPointRideCreated   = "ride_created"
-	RecoveryPointChargeCreated = "charge_created"
-)
-
-// What a ride costs, and what is recorded about it.
-const (
-	AuditActionRideCreated = "ride.created"
-	ChargeAmount           = 2000
-	ChargeCurrency         = "usd"
-	JobNameSendRideReceipt = "send_ride_receipt"
-	MessageOK              = "Payment accepted. Your pilot is on their way!"
-	RequestMethod          = http.MethodPost
-	RequestPath            = "/rides"
-)
-
 // StripeIdempotencyWindowDefault is how long Stripe remembers an idempotency
 // key (about 24 hours).
 const StripeIdempotencyWindowDefault = 24 * time.Hour
 
-// Errors of the ride workflow. Each leaves the key unlocked at its recovery
+// Errors of both workflows. Each leaves the key unlocked at its recovery
 // point, so a retry with the same key resumes there.
 var (
 	// ErrPaymentUnavailable means Stripe's answer was lost or was not
 	// definitive (network failure, timeout, Stripe 5xx or 429, or Stripe
-	// still busy with the same idempotency key). Whether the charge exists is
-	// unknown until a retry asks again with the same Stripe idempotency key.
+	// still busy with the same idempotency key). Whether the charge or the
+	// refund exists is unknown until a retry asks again with the same Stripe
+	// idempotency key.
 	ErrPaymentUnavailable = errors.New("payment processor unavailable")
 
 	// ErrSimulatedFailure is the failure that raise_error asks for.
 	ErrSimulatedFailure = errors.New("simulated failure requested with raise_error")
 )
-
-// Params are a ride request's parameters, stored on its idempotency key.
-type Params struct {
-	OriginLat float64 `json:"origin_lat"`
-	OriginLon float64 `json:"origin_lon"`
-	TargetLat float64 `json:"target_lat"`
-	TargetLon float64 `json:"target_lon"`
-}
-
-// Request is one request to create a ride.
-type Request struct {
-	// IdempotencyKey is the client's key.
-	IdempotencyKey string
-
-	// Known is the key as read by Authenticate, if it exists.
-	Known *idempotency.KnownKey
-
-	// OriginIP is the client's address, for the audit record.
-	OriginIP netip.Addr
-
-	Params Params
-
-	// RaiseError makes the request fail after the ride is created and
-	// before the charge. It is not stored: a retry without it succeeds.
-	RaiseError bool
-
-	User *db.User
-}
 
 // CreatorConfig configures a Creator. Zero fields take their defaults.
 type CreatorConfig struct {
@@ -107,9 +75,10 @@ type CreatorConfig struct {
 	Logger *slog.Logger
 
 	// StripeIdempotencyWindow is how long Stripe remembers an idempotency
-	// key. A charge resumed later than this after its key was created first
-	// looks for a charge made earlier for the key, rather than risk a second
-	// one. Zero means StripeIdempotencyWindowDefault.
+	// key. A charge or refund resumed later than this after its key was
+	// created first looks for one made earlier for the key, rather than
+	// risk a second one (idempotency.CallForeign). Zero means
+	// StripeIdempotencyWindowDefault.
 	StripeIdempotencyWindow time.Duration
 }
 
@@ -133,7 +102,8 @@ func (c *CreatorConfig) validate() error {
 	return nil
 }
 
-// Creator creates rides. It is safe for concurrent use.
+// Creator runs the ride workflows: it creates rides (Create) and cancels
+// them (Cancel), and reads them (Get). It is safe for concurrent use.
 type Creator struct {
 	config  *CreatorConfig
 	engine  *idempotency.Engine
@@ -144,18 +114,37 @@ type Creator struct {
 }
 
 // NewCreator returns a Creator that runs its phases on engine, reads on
-// exec, and charges through stripe. A nil config means every default.
+// exec, and charges and refunds through stripe. It registers both workflows
+// (WorkflowCreate, WorkflowCancel) with engine, so engine.Resume drives keys
+// of either; an engine takes one creator. A nil config means every default.
 func NewCreator(exec db.Executor, engine *idempotency.Engine, stripe *stripeclient.Client, config *CreatorConfig) (*Creator, error) {
 	config = config.withDefaults()
 	if err := config.validate(); err != nil {
 		return nil, fmt.Errorf("ride creator: %w", err)
 	}
-	return &Creator{config: config, engine: engine, exec: exec, logger: config.Logger, queries: db.New(), stripe: stripe}, nil
+	if engine == nil {
+		return nil, errors.New("ride creator: an engine is required")
+	}
+	c := &Creator{config: config, engine: engine, exec: exec, logger: config.Logger, queries: db.New(), stripe: stripe}
+	for _, wf := range []*idempotency.Workflow{c.createWorkflow(), c.cancelWorkflow()} {
+		if err := engine.Register(wf); err != nil {
+			return nil, fmt.Errorf("ride creator: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // Engine is the idempotency engine the creator runs its phases on.
 func (c *Creator) Engine() *idempotency.Engine {
 	return c.engine
+}
+
+// Complete drives an abandoned key of either workflow to its response, as
+// its user, with its stored parameters: engine.Resume, which is what the
+// completer calls. A key deleted meanwhile (by the reaper) is not started
+// over: idempotency.ErrKeyNotFound.
+func (c *Creator) Complete(ctx context.Context, key *db.IdempotencyKey) (*idempotency.Response, error) {
+	return c.engine.Resume(ctx, key)
 }
 
 // ErrUnknownUser means no user has the email a request authenticated with.
@@ -164,7 +153,8 @@ var ErrUnknownUser = errors.New("unknown user")
 // Authenticate finds the user with email and, in the same round trip, the
 // user's idempotency key with the given value, if any (nil otherwise). An
 // email that PostgreSQL's text cannot hold (not UTF-8, or with a NUL byte)
-// is no user's: ErrUnknownUser, not a database error.
+// is no user's: ErrUnknownUser, not a database error. Every endpoint
+// authenticates here (GET /rides/{id} with no key).
 func (c *Creator) Authenticate(ctx context.Context, email, idempotencyKey string) (*db.User, *idempotency.KnownKey, error) {
 	if !utf8.ValidString(email) || strings.IndexByte(email, 0) >= 0 {
 		return nil, nil, ErrUnknownUser
@@ -195,188 +185,8 @@ func (c *Creator) Authenticate(ctx context.Context, email, idempotencyKey string
 	return &row.User, known, nil
 }
 
-// Create runs the request to its definitive response, resuming from wherever
-// an earlier attempt with the same key stopped.
-func (c *Creator) Create(ctx context.Context, req *Request) (*idempotency.Response, error) {
-	params, err := json.Marshal(req.Params)
-	if err != nil {
-		return nil, fmt.Errorf("marshaling params: %w", err)
-	}
-	return c.execute(ctx, req, params, false)
-}
-
-// Complete drives an abandoned key to its response, as its user, with its
-// stored parameters: what the completer does with each key it finds. It
-// only resumes: a key deleted meanwhile (by the reaper) is not started over,
-// and Complete returns idempotency.ErrKeyNotFound.
-func (c *Creator) Complete(ctx context.Context, key *db.IdempotencyKey) (*idempotency.Response, error) {
-	var params Params
-	if err := json.Unmarshal(key.RequestParams, &params); err != nil {
-		return nil, fmt.Errorf("decoding stored params of key %d: %w", key.ID, err)
-	}
-	user, err := c.queries.UserGetByID(ctx, c.exec, key.UserID)
-	if err != nil {
-		return nil, fmt.Errorf("getting user %d: %w", key.UserID, err)
-	}
-	return c.execute(ctx, &Request{
-		IdempotencyKey: key.IdempotencyKey,
-		OriginIP:       netip.AddrFrom4([4]byte{127, 0, 0, 1}), // as the original's completer
-		Params:         params,
-		User:           user,
-	}, key.RequestParams, true)
-}
-
-// execute runs the workflow for req, whose parameters are params as JSON.
-func (c *Creator) execute(ctx context.Context, req *Request, params json.RawMessage, resumeOnly bool) (*idempotency.Response, error) {
-	w := &workflow{creator: c, req: req}
-	return c.engine.Execute(ctx, &idempotency.Request{
-		Key:        req.IdempotencyKey,
-		Known:      req.Known,
-		Method:     RequestMethod,
-		Params:     params,
-		Path:       RequestPath,
-		ResumeOnly: resumeOnly,
-		UserID:     req.User.ID,
-	}, &idempotency.Workflow{
-		Start: w.createRide,
-		Steps: map[string]idempotency.StepFunc{
-			RecoveryPointRideCreated:   w.charge,
-			RecoveryPointChargeCreated: w.finishFromChargeCreated,
-		},
-	})
-}
-
-// workflow holds one request's state across its phases.
-type workflow struct {
-	creator *Creator
-	req     *Request
-	ride    *db.Ride // once created or read
-}
-
-// createRide is the phase at started.
-func (w *workflow) createRide(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
-	queries := w.creator.queries
-	ride, err := queries.RideInsert(ctx, tx, &db.RideInsertParams{
-		IdempotencyKeyID: &key.ID,
-		OriginLat:        w.req.Params.OriginLat,
-		OriginLon:        w.req.Params.OriginLon,
-		TargetLat:        w.req.Params.TargetLat,
-		TargetLon:        w.req.Params.TargetLon,
-		UserID:           key.UserID,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("inserting ride: %w", err)
-	}
-	err = queries.AuditRecordInsert(ctx, tx, &db.AuditRecordInsertParams{
-		Action:       AuditActionRideCreated,
-		Data:         key.RequestParams,
-		OriginIP:     w.req.OriginIP,
-		ResourceID:   ride.ID,
-		ResourceType: "ride",
-		UserID:       key.UserID,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("inserting audit record: %w", err)
-	}
-	w.ride = ride
-	return idempotency.RecoveryPoint(RecoveryPointRideCreated), nil
-}
-
-// charge is the step at ride_created: the Stripe call, with no transaction
-// open, then one phase that records its outcome.
-func (w *workflow) charge(ctx context.Context, run *idempotency.Run) error {
-	key := run.Key()
-	if err := w.loadRide(ctx, key); err != nil {
-		return err
-	}
-	if w.req.RaiseError {
-		return ErrSimulatedFailure
-	}
-
-	chargeID, err := w.findOrCreateCharge(ctx, key)
-	if err != nil {
-		outcome, message := stripeclient.Classify(err)
-		switch outcome {
-		case stripeclient.OutcomeDeclined:
-			return run.AtomicPhase(ctx, finishWith(problem.New(http.StatusPaymentRequired, "card-declined",
-				"Error from payment processor: "+message)))
-		case stripeclient.OutcomeRejected:
-			w.creator.logger.ErrorContext(ctx, "rides: Stripe rejected charge", slog.Int64("idempotency_key_id", key.ID), slog.String("error", err.Error()))
-			return run.AtomicPhase(ctx, finishWith(problem.New(http.StatusServiceUnavailable, "payment-rejected",
-				"Error from payment processor. Please contact support.")))
-		default:
-			return fmt.Errorf("%w: %w", ErrPaymentUnavailable, err)
-		}
-	}
-
-	return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
-		ride, err := w.creator.queries.RideSetStripeChargeID(ctx, tx, &db.RideSetStripeChargeIDParams{
-			ID:             w.ride.ID,
-			StripeChargeID: &chargeID,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("recording charge on ride: %w", err)
-		}
-		return w.finishRide(ctx, tx, ride)
-	})
-}
-
-// findOrCreateCharge charges the customer with the key's Stripe idempotency
-// key. Past Stripe's idempotency window the key no longer protects against a
-// second charge, so it first looks for a charge made for this key earlier;
-// a declined one is returned as the card error it was.
-func (w *workflow) findOrCreateCharge(ctx context.Context, key *db.IdempotencyKey) (string, error) {
-	stripeKey := StripeIdempotencyKey(key)
-	customer := w.req.User.StripeCustomerID
-	if key.LockedAt != nil && key.LockedAt.Sub(key.CreatedAt) > w.creator.config.StripeIdempotencyWindow {
-		existing, err := w.creator.stripe.ChargeFind(ctx, customer, MetadataIdempotencyKey, stripeKey)
-		if err != nil {
-			return "", err
-		}
-		if existing != nil {
-			w.creator.logger.InfoContext(ctx, "rides: found charge made before Stripe's idempotency window closed",
-				slog.Int64("idempotency_key_id", key.ID), slog.String("stripe_charge_id", existing.ID))
-			if existing.Status == stripe.ChargeStatusFailed {
-				// Declined: the card error Stripe would have replayed.
-				return "", &stripe.Error{
-					ChargeID:       existing.ID,
-					Code:           stripe.ErrorCode(existing.FailureCode),
-					HTTPStatusCode: http.StatusPaymentRequired,
-					Msg:            existing.FailureMessage,
-					Type:           stripe.ErrorTypeCard,
-				}
-			}
-			return existing.ID, nil
-		}
-	}
-	charge, err := w.creator.stripe.ChargeCreate(ctx, NewChargeParams(customer, key, w.ride.ID))
-	if err != nil {
-		return "", err
-	}
-	return charge.ID, nil
-}
-
-// NewChargeParams returns the charge of ride rideID, made for key: $20 to
-// customer, with the key's Stripe idempotency key, and metadata naming the
-// key and the ride.
-func NewChargeParams(customer string, key *db.IdempotencyKey, rideID int64) *stripeclient.ChargeParams {
-	stripeKey := StripeIdempotencyKey(key)
-	return &stripeclient.ChargeParams{
-		Amount:         ChargeAmount,
-		Currency:       ChargeCurrency,
-		Customer:       customer,
-		Description:    "Charge for ride " + strconv.FormatInt(rideID, 10),
-		IdempotencyKey: stripeKey,
-		Metadata: map[string]string{
-			MetadataIdempotencyKey:   stripeKey,
-			MetadataIdempotencyKeyID: strconv.FormatInt(key.ID, 10),
-			MetadataRideID:           strconv.FormatInt(rideID, 10),
-		},
-	}
-}
-
-// Metadata keys on every charge, so that a charge can be traced to its
-// request and found again.
+// Metadata keys on every charge and refund, so that each can be traced to
+// its request and found again.
 const (
 	MetadataIdempotencyKey   = "idempotency_key"
 	MetadataIdempotencyKeyID = "idempotency_key_id"
@@ -384,55 +194,18 @@ const (
 )
 
 // StripeIdempotencyKey is the idempotency key sent to Stripe for key's
-// charge: stable for the key, unique across databases.
+// charge or refund: stable for the key, unique across databases.
 func StripeIdempotencyKey(key *db.IdempotencyKey) string {
 	return "rocket-rides-" + key.StripeIdempotencyKey.String()
 }
 
-// finishFromChargeCreated is the step at charge_created, where the original
-// stopped between recording the charge and staging the receipt.
-func (w *workflow) finishFromChargeCreated(ctx context.Context, run *idempotency.Run) error {
-	return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
-		ride, err := w.creator.queries.RideGetByIdempotencyKeyID(ctx, tx, &key.ID)
-		if err != nil {
-			return nil, fmt.Errorf("getting ride of key %d at charge_created: %w", key.ID, err)
-		}
-		return w.finishRide(ctx, tx, ride)
-	})
-}
-
-// finishRide stages the receipt job and returns the 201 response.
-func (w *workflow) finishRide(ctx context.Context, tx pgx.Tx, ride *db.Ride) (idempotency.Result, error) {
-	args, err := json.Marshal(&ReceiptArgs{
-		Amount:   ChargeAmount,
-		Currency: ChargeCurrency,
-		RideID:   ride.ID,
-		UserID:   ride.UserID,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("marshaling receipt job args: %w", err)
+// classifyStripe sorts a Stripe error for idempotency.CallForeign: a
+// declined card or a request refused for good is definitive.
+func classifyStripe(err error) idempotency.ForeignOutcome {
+	if outcome, _ := stripeclient.Classify(err); outcome == stripeclient.OutcomeIndeterminate {
+		return idempotency.ForeignIndeterminate
 	}
-	err = w.creator.queries.StagedJobInsert(ctx, tx, &db.StagedJobInsertParams{JobName: JobNameSendRideReceipt, JobArgs: args})
-	if err != nil {
-		return nil, fmt.Errorf("staging receipt job: %w", err)
-	}
-	return idempotency.Finish(http.StatusCreated, NewCreatedBody(ride)), nil
-}
-
-// loadRide reads the key's ride when the request resumed at ride_created.
-// The ride createRide kept is reused only if it is this key's: if the key
-// phase that inserted it rolled back and its retry found the key inserted
-// meanwhile by another request, that ride never existed.
-func (w *workflow) loadRide(ctx context.Context, key *db.IdempotencyKey) error {
-	if w.ride != nil && w.ride.IdempotencyKeyID != nil && *w.ride.IdempotencyKeyID == key.ID {
-		return nil
-	}
-	ride, err := w.creator.queries.RideGetByIdempotencyKeyID(ctx, w.creator.exec, &key.ID)
-	if err != nil {
-		return fmt.Errorf("getting ride of key %d at ride_created: %w", key.ID, err)
-	}
-	w.ride = ride
-	return nil
+	return idempotency.ForeignDefinitive
 }
 
 // finishWith returns a phase that finishes the key with a problem response.
@@ -442,13 +215,41 @@ func finishWith(details *problem.Details) idempotency.PhaseFunc {
 	}
 }
 
-// CreatedBody is the body of a 201 response.
-type CreatedBody struct {
-	Message string    `json:"message"`
-	Ride    *RideBody `json:"ride"`
+// NewProblemRideNotFound is the answer for no such ride and for another
+// user's ride alike, so that it does not tell which: stored by the cancel
+// workflow, and GET /rides/{id}'s.
+func NewProblemRideNotFound() *problem.Details {
+	return problem.New(http.StatusNotFound, "ride-not-found", "You have no ride with this id.")
 }
 
-// RideBody is a ride as the API shows it.
+// Statuses of a ride, as RideStatus derives them.
+const (
+	StatusCancelled      = "cancelled"
+	StatusCharged        = "charged"
+	StatusDeclined       = "declined"
+	StatusPendingPayment = "pending_payment"
+)
+
+// RideStatus is a ride's status: cancelled once its refund is recorded;
+// else charged once its charge is; else pending_payment while its key is
+// unfinished (the charge may still come); else declined (the key finished
+// without a charge, or is gone).
+func RideStatus(ride *db.Ride, cancelledAt *time.Time, keyRecoveryPoint *string) string {
+	switch {
+	case cancelledAt != nil:
+		return StatusCancelled
+	case ride.StripeChargeID != nil:
+		return StatusCharged
+	case keyRecoveryPoint != nil && *keyRecoveryPoint != idempotency.RecoveryPointFinished:
+		return StatusPendingPayment
+	default:
+		return StatusDeclined
+	}
+}
+
+// RideBody is a ride as POST /rides shows it. Stored 201 responses hold it,
+// so its fields never change: GET /rides/{id} and the cancel response show
+// RideStateBody, which adds to it.
 type RideBody struct {
 	CreatedAt      time.Time `json:"created_at"`
 	ID             int64     `json:"id"`
@@ -459,9 +260,9 @@ type RideBody struct {
 	TargetLon      float64   `json:"target_lon"`
 }
 
-// NewCreatedBody returns the body of the 201 response for ride.
-func NewCreatedBody(ride *db.Ride) *CreatedBody {
-	return &CreatedBody{Message: MessageOK, Ride: &RideBody{
+// NewRideBody returns ride as POST /rides shows it.
+func NewRideBody(ride *db.Ride) *RideBody {
+	return &RideBody{
 		CreatedAt:      ride.CreatedAt,
 		ID:             ride.ID,
 		OriginLat:      ride.OriginLat,
@@ -469,5 +270,36 @@ func NewCreatedBody(ride *db.Ride) *CreatedBody {
 		StripeChargeID: ride.StripeChargeID,
 		TargetLat:      ride.TargetLat,
 		TargetLon:      ride.TargetLon,
-	}}
+	}
 }
+
+// RideStateBody is a ride with its status and its refund, as GET
+// /rides/{id} and the cancel response show it.
+type RideStateBody struct {
+	*RideBody
+	CancelledAt    *time.Time `json:"cancelled_at"`
+	Status         string     `json:"status"`
+	StripeRefundID *string    `json:"stripe_refund_id"`
+}
+
+// Get returns the user's ride rideID with its status, or ErrRideNotFound
+// for no such ride and for another user's alike.
+func (c *Creator) Get(ctx context.Context, user *db.User, rideID int64) (*RideStateBody, error) {
+	row, err := c.queries.RideGetWithState(ctx, c.exec, &db.RideGetWithStateParams{ID: rideID, UserID: user.ID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrRideNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("getting ride %d: %w", rideID, err)
+	}
+	return &RideStateBody{
+		RideBody:       NewRideBody(&row.Ride),
+		CancelledAt:    row.CancellationCancelledAt,
+		Status:         RideStatus(&row.Ride, row.CancellationCancelledAt, row.KeyRecoveryPoint),
+		StripeRefundID: row.CancellationStripeRefundID,
+	}, nil
+}
+
+// ErrRideNotFound means the user has no ride of that id (there is none, or
+// it is another user's).
+var ErrRideNotFound = errors.New("ride not found")

@@ -24,10 +24,10 @@ type completerFlags struct {
 	CompleterLastRunThreshold time.Duration `env:"COMPLETER_LAST_RUN_THRESHOLD" default:"60s" help:"How long after its last run a key is left alone; doubles with each run of the key."`
 }
 
-// completer builds the completer on p's pool and creator, logging to
-// logger.
+// completer builds the completer on p's pool and the engine of p's creator,
+// where every workflow is registered, logging to logger.
 func (f *completerFlags) completer(p *process, logger *slog.Logger) (*jobs.Completer, error) {
-	return jobs.NewCompleter(p.pool, p.creator, &jobs.CompleterConfig{
+	return jobs.NewCompleter(p.pool, p.creator.Engine(), &jobs.CompleterConfig{
 		Grace:            f.CompleterGrace,
 		Interval:         f.CompleterInterval,
 		LastRunThreshold: f.CompleterLastRunThreshold,

@@ -46,7 +46,7 @@ func User(ctx context.Context, tb testing.TB, exec db.DBTX, opts *UserOpts) *db.
 
 // IdempotencyKeyOpts are the options of IdempotencyKey. By default the key
 // is new (a fresh value), unlocked, at started, with ValidParams for POST
-// /rides, created and last run now.
+// /rides (workflow "POST /rides", path /rides), created and last run now.
 type IdempotencyKeyOpts struct {
 	CreatedAt      *time.Time
 	IdempotencyKey *string
@@ -55,9 +55,11 @@ type IdempotencyKeyOpts struct {
 	LockToken      *uuid.UUID
 	RecoveryPoint  *string
 	RequestParams  json.RawMessage
+	RequestPath    *string
 	ResponseBody   json.RawMessage
 	ResponseCode   *int32
 	RunCount       *int32
+	Workflow       *string
 }
 
 // IdempotencyKey inserts an idempotency key of user's. A LockedAt without a
@@ -84,11 +86,12 @@ func IdempotencyKey(ctx context.Context, tb testing.TB, exec db.DBTX, user *db.U
 		RecoveryPoint:  deref(opts.RecoveryPoint, "started"),
 		RequestMethod:  "POST",
 		RequestParams:  params,
-		RequestPath:    "/rides",
+		RequestPath:    deref(opts.RequestPath, "/rides"),
 		ResponseBody:   opts.ResponseBody,
 		ResponseCode:   opts.ResponseCode,
 		RunCount:       deref(opts.RunCount, 1),
 		UserID:         user.ID,
+		Workflow:       deref(opts.Workflow, "POST /rides"),
 	})
 	if err != nil {
 		tb.Fatalf("testfactory: inserting idempotency key: %s", err)
