@@ -80,10 +80,8 @@ func (c *InspectorConfig) withDefaults() *InspectorConfig {
 func (c *InspectorConfig) validate() error {
 	switch {
 	case c.LockTimeout < 0:
-		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("LockTimeout must not be negative, got %s", c.LockTimeout)
 	case c.MaxRiverJobs < 0:
-		//lint:ignore ST1005 it starts with the config field it names
 		return fmt.Errorf("MaxRiverJobs must not be negative, got %d", c.MaxRiverJobs)
 	case c.Timeout < 0:
 		//lint:ignore ST1005 it starts with the config field it names
