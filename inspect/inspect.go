@@ -5,8 +5,9 @@
 // records, and its jobs, staged or in River. `rocketrides inspect` prints
 // the Report as text, or as JSON for scripts.
 //
-// The database is read in one read-only transaction, so every part of the
-// report is from the same moment; Stripe is asked afterwards.
+// The database is read in one REPEATABLE READ transaction that writes
+// nothing, so every part of the report is from the same snapshot; Stripe is
+// asked afterwards.
 package inspect
 
 import (
@@ -164,7 +165,8 @@ func (i *Inspector) ByRide(ctx context.Context, id int64) (*Report, error) {
 	})
 }
 
-// inspect runs read in one read-only transaction, then asks Stripe.
+// inspect runs read in one REPEATABLE READ transaction, one snapshot, then
+// asks Stripe.
 func (i *Inspector) inspect(ctx context.Context, read func(ctx context.Context, tx pgx.Tx, report *Report) error) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, i.config.Timeout)
 	defer cancel()
