@@ -22,8 +22,8 @@
 // new recovery point, so they commit together or not at all. The foreign call
 // itself is made with no transaction open: a network call inside a
 // transaction would hold a connection, and locks, for as long as the network
-// takes. A Workflow lists the phases of one endpoint: Start, the first
-// phase, and a StepFunc for each later recovery point. A step that calls a
+// takes. A request's Phases are those of one endpoint's Workflow: Start,
+// the first phase, and a StepFunc for each later recovery point. A step that calls a
 // foreign system makes the call, then records its outcome in an atomic phase.
 // The foreign call must itself be idempotent (Stripe's own idempotency key),
 // because a crash after the call and before the commit repeats it.
@@ -57,8 +57,8 @@
 //     and locked, so two requests cannot both take it;
 //   - every later phase starts with the lock-token check above, FOR UPDATE,
 //     which also keeps the lock from changing hands until the phase commits;
-//   - the schema allows one ride per key (a unique constraint), whatever
-//     happens.
+//   - the schema allows one ride per key and one cancellation per ride
+//     (unique constraints), whatever happens.
 //
 // SERIALIZABLE adds nothing to these guarantees and costs a great deal under
 // load: PostgreSQL's predicate locks on B-tree indexes are page-grained, and
@@ -74,4 +74,65 @@
 // A finished key never changes, so a caller that has already read it (the
 // API reads the user and the key in one query) passes it as Request.Known and
 // the engine replays it without opening a transaction.
+//
+// # Foreign calls
+//
+// CallForeign makes a step's call to a foreign system that deduplicates by
+// idempotency key for a limited window (Stripe: about 24 hours). The call
+// carries an idempotency key derived from the key (stable across attempts);
+// its error is sorted by the ForeignCall's Classify into ErrForeignDefinitive
+// (the foreign system answered for good) or ErrForeignIndeterminate (the
+// outcome is unknown). Past the window, the foreign idempotency key no
+// longer protects, so a key resumed more than Window after it was created
+// first asks Find for a result made earlier, and calls again only if there
+// is none. Record the result in the next AtomicPhase.
+//
+// # Adding a workflow
+//
+// The runnable Example is the recipe in full: a two-phase POST /transfers
+// with a foreign call. Package rides holds two real workflows, POST /rides
+// (create.go) and POST /rides/{id}/cancel (cancel.go). The steps:
+//
+//  1. Register a Workflow with the engine (Engine.Register) before serving:
+//     its Name, its RecoveryPoints, and Restore. The Name is stable and
+//     stored on every key; by convention it is the method and route pattern,
+//     "POST /rides/{id}/cancel". Renaming it strands unfinished keys.
+//  2. Name the recovery points for the state a committed phase leaves
+//     behind, past tense, at most 50 characters: "ride_created",
+//     "ride_claimed". started and finished are the engine's. A phase may
+//     move the key only to a point in the list (RecoveryPoint checks it,
+//     before writing); no migration is needed for a new workflow. Never
+//     remove a point while keys may still be at it.
+//  3. Build each request's Phases: Start, then exactly one StepFunc per
+//     recovery point. Work between two foreign calls is one AtomicPhase; the
+//     foreign call itself goes through CallForeign, with no transaction
+//     open. Phases may run more than once (a serialization failure retries
+//     the transaction), so they only touch the database.
+//  4. Fill Request: Method, Path the CONCRETE path ("/rides/42/cancel",
+//     never the pattern), and Params a JSON object of every parameter,
+//     path parameters included ({"ride_id": 42, "reason": "..."}). A retry
+//     must send the same method, path and parameters: the same key used for
+//     ride 43 is ErrParamsMismatch, not ride 42's answer. Workflow is the
+//     Name.
+//  5. Decide for each outcome whether it is stored. Finish with a stored
+//     response when retrying cannot change the answer: the success, and
+//     definitive failures (a declined card, a refund refused for good, no
+//     such ride). Return an error, which leaves the key at its recovery
+//     point, unlocked, for the next attempt to resume, when it can: a foreign
+//     outcome that is unknown (ErrForeignIndeterminate), or a state that
+//     will settle (the ride to cancel is still being charged). A returned
+//     error is never stored, so the API answers it with a Retry-After.
+//  6. Restore rebuilds the Phases from the key alone: the completer has no
+//     HTTP request, only the stored Params (so they must hold everything,
+//     path parameters too) and the key's user. The completer finds every
+//     abandoned key, reads its workflow's name, and calls Engine.Resume,
+//     which restores the phases and drives them ResumeOnly. A key whose
+//     workflow this binary does not register (a rolling deploy) is
+//     ErrUnknownWorkflow: the completer skips it and counts it.
+//  7. Make the resource enforce its own invariants with constraints. The
+//     key makes one request happen once; it cannot stop two requests with
+//     different keys from acting on the same resource. One cancellation per
+//     ride is the unique ride_id of ride_cancellations, claimed with INSERT
+//     … ON CONFLICT DO NOTHING in the first phase, not anything the engine
+//     does; likewise one ride per key is a unique idempotency_key_id.
 package idempotency

@@ -5,8 +5,8 @@
 // and waits for it (both from the shared service lifecycle), and a runOnce
 // that does one pass and that tests call directly.
 //
-//   - Completer pushes abandoned requests to completion through the same
-//     phases the API runs.
+//   - Completer pushes abandoned requests of every registered workflow to
+//     completion through the same phases the API runs (Engine.Resume).
 //   - Enqueuer moves transactionally staged jobs into River, where
 //     ReceiptWorker sends ride receipts.
 //   - Reaper deletes idempotency keys once no retry can come any more.

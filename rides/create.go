@@ -75,7 +75,16 @@ func (c *Creator) Create(ctx context.Context, req *Request) (*idempotency.Respon
 	if err != nil {
 		return nil, fmt.Errorf("marshaling params: %w", err)
 	}
-	return c.execute(ctx, req, params, false)
+	w := &workflow{creator: c, req: req}
+	return c.engine.Execute(ctx, &idempotency.Request{
+		Key:      req.IdempotencyKey,
+		Known:    req.Known,
+		Method:   RequestMethod,
+		Params:   params,
+		Path:     RequestPath,
+		UserID:   req.User.ID,
+		Workflow: WorkflowCreate,
+	}, w.phases())
 }
 
 // createWorkflow is the ride workflow as the engine registers it: the
@@ -102,21 +111,6 @@ func (c *Creator) createWorkflow() *idempotency.Workflow {
 			return w.phases(), nil
 		},
 	}
-}
-
-// execute runs the workflow for req, whose parameters are params as JSON.
-func (c *Creator) execute(ctx context.Context, req *Request, params json.RawMessage, resumeOnly bool) (*idempotency.Response, error) {
-	w := &workflow{creator: c, req: req}
-	return c.engine.Execute(ctx, &idempotency.Request{
-		Key:        req.IdempotencyKey,
-		Known:      req.Known,
-		Method:     RequestMethod,
-		Params:     params,
-		Path:       RequestPath,
-		ResumeOnly: resumeOnly,
-		UserID:     req.User.ID,
-		Workflow:   WorkflowCreate,
-	}, w.phases())
 }
 
 // workflow holds one ride request's state across its phases.
