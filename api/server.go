@@ -384,6 +384,7 @@ func Serve(ctx context.Context, addr string, handler http.Handler, logger *slog.
 	if err := server.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
+	logger.InfoContext(ctx, "api: stopped")
 	return nil
 }
 

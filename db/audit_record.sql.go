@@ -36,3 +36,45 @@ func (q *Queries) AuditRecordInsert(ctx context.Context, db DBTX, arg *AuditReco
 	)
 	return err
 }
+
+const auditRecordListByResource = `-- name: AuditRecordListByResource :many
+SELECT id, action, created_at, data, origin_ip, resource_id, resource_type, user_id FROM audit_records
+WHERE resource_type = $1 AND resource_id = $2
+ORDER BY id
+`
+
+type AuditRecordListByResourceParams struct {
+	ResourceType string `json:"resource_type"`
+	ResourceID   int64  `json:"resource_id"`
+}
+
+// AuditRecordListByResource reads the audit records of one resource (a
+// ride: resource_type 'ride'), oldest first.
+func (q *Queries) AuditRecordListByResource(ctx context.Context, db DBTX, arg *AuditRecordListByResourceParams) ([]*AuditRecord, error) {
+	rows, err := db.Query(ctx, auditRecordListByResource, arg.ResourceType, arg.ResourceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*AuditRecord
+	for rows.Next() {
+		var i AuditRecord
+		if err := rows.Scan(
+			&i.ID,
+			&i.Action,
+			&i.CreatedAt,
+			&i.Data,
+			&i.OriginIP,
+			&i.ResourceID,
+			&i.ResourceType,
+			&i.UserID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -256,6 +256,39 @@ func (q *Queries) IdempotencyKeyGetByID(ctx context.Context, db DBTX, id int64) 
 	return &i, err
 }
 
+const idempotencyKeyGetByUserIDAndKey = `-- name: IdempotencyKeyGetByUserIDAndKey :one
+SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2
+`
+
+type IdempotencyKeyGetByUserIDAndKeyParams struct {
+	UserID         int64  `json:"user_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+func (q *Queries) IdempotencyKeyGetByUserIDAndKey(ctx context.Context, db DBTX, arg *IdempotencyKeyGetByUserIDAndKeyParams) (*IdempotencyKey, error) {
+	row := db.QueryRow(ctx, idempotencyKeyGetByUserIDAndKey, arg.UserID, arg.IdempotencyKey)
+	var i IdempotencyKey
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.IdempotencyKey,
+		&i.LastRunAt,
+		&i.LockedAt,
+		&i.LockToken,
+		&i.RequestMethod,
+		&i.RequestParams,
+		&i.RequestPath,
+		&i.ResponseCode,
+		&i.ResponseBody,
+		&i.RecoveryPoint,
+		&i.RunCount,
+		&i.StripeIdempotencyKey,
+		&i.UserID,
+		&i.Workflow,
+	)
+	return &i, err
+}
+
 const idempotencyKeyGetForUpdate = `-- name: IdempotencyKeyGetForUpdate :one
 SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id, idempotency_keys.workflow,
     idempotency_key_lock_live(locked_at, $1::float8)::boolean AS lock_live
@@ -338,6 +371,54 @@ func (q *Queries) IdempotencyKeyGetLockedForUpdate(ctx context.Context, db DBTX,
 		&i.StripeIdempotencyKey,
 		&i.UserID,
 		&i.Workflow,
+	)
+	return &i, err
+}
+
+const idempotencyKeyGetWithLockLive = `-- name: IdempotencyKeyGetWithLockLive :one
+SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id, idempotency_keys.workflow,
+    idempotency_key_lock_live(locked_at, $1::float8)::boolean AS lock_live,
+    now()::timestamptz AS now
+FROM idempotency_keys
+WHERE id = $2
+`
+
+type IdempotencyKeyGetWithLockLiveParams struct {
+	LockTimeoutSeconds float64 `json:"lock_timeout_seconds"`
+	ID                 int64   `json:"id"`
+}
+
+type IdempotencyKeyGetWithLockLiveRow struct {
+	IdempotencyKey IdempotencyKey `json:"idempotency_key"`
+	LockLive       bool           `json:"lock_live"`
+	Now            time.Time      `json:"now"`
+}
+
+// IdempotencyKeyGetWithLockLive reads a key for inspection, with whether its
+// lock is live (idempotency_key_lock_live, with the engine's lock timeout)
+// and the database's clock, against which the lock's age is measured.
+func (q *Queries) IdempotencyKeyGetWithLockLive(ctx context.Context, db DBTX, arg *IdempotencyKeyGetWithLockLiveParams) (*IdempotencyKeyGetWithLockLiveRow, error) {
+	row := db.QueryRow(ctx, idempotencyKeyGetWithLockLive, arg.LockTimeoutSeconds, arg.ID)
+	var i IdempotencyKeyGetWithLockLiveRow
+	err := row.Scan(
+		&i.IdempotencyKey.ID,
+		&i.IdempotencyKey.CreatedAt,
+		&i.IdempotencyKey.IdempotencyKey,
+		&i.IdempotencyKey.LastRunAt,
+		&i.IdempotencyKey.LockedAt,
+		&i.IdempotencyKey.LockToken,
+		&i.IdempotencyKey.RequestMethod,
+		&i.IdempotencyKey.RequestParams,
+		&i.IdempotencyKey.RequestPath,
+		&i.IdempotencyKey.ResponseCode,
+		&i.IdempotencyKey.ResponseBody,
+		&i.IdempotencyKey.RecoveryPoint,
+		&i.IdempotencyKey.RunCount,
+		&i.IdempotencyKey.StripeIdempotencyKey,
+		&i.IdempotencyKey.UserID,
+		&i.IdempotencyKey.Workflow,
+		&i.LockLive,
+		&i.Now,
 	)
 	return &i, err
 }

@@ -75,3 +75,37 @@ func (q *Queries) StagedJobInsert(ctx context.Context, db DBTX, arg *StagedJobIn
 	_, err := db.Exec(ctx, stagedJobInsert, arg.JobName, arg.JobArgs)
 	return err
 }
+
+const stagedJobListByRideID = `-- name: StagedJobListByRideID :many
+SELECT id, job_name, job_args, created_at FROM staged_jobs
+WHERE job_args->>'ride_id' = $1::bigint::text
+ORDER BY id
+`
+
+// StagedJobListByRideID reads the staged jobs whose args name the ride
+// (args.ride_id), oldest first: jobs the enqueuer has not yet moved into
+// River.
+func (q *Queries) StagedJobListByRideID(ctx context.Context, db DBTX, rideID int64) ([]*StagedJob, error) {
+	rows, err := db.Query(ctx, stagedJobListByRideID, rideID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*StagedJob
+	for rows.Next() {
+		var i StagedJob
+		if err := rows.Scan(
+			&i.ID,
+			&i.JobName,
+			&i.JobArgs,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

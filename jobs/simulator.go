@@ -272,11 +272,12 @@ func (s *Simulator) postRide(ctx context.Context) (*simulatorResult, error) {
 	}
 	s.mu.Unlock()
 
-	attrs := []slog.Attr{
-		slog.String("key", key[:simulatorKeyPrefix]),
-		slog.Bool("raise_error", raiseError),
-		slog.Duration("latency", latency.Round(time.Millisecond/10)),
+	// raise_error only when set: the line stays short.
+	attrs := []slog.Attr{slog.String("key", key[:simulatorKeyPrefix])}
+	if raiseError {
+		attrs = append(attrs, slog.Bool("raise_error", true))
 	}
+	attrs = append(attrs, slog.Duration("latency", latency.Round(time.Millisecond/10)))
 	if err != nil {
 		s.config.Logger.LogAttrs(ctx, slog.LevelWarn, "simulator: no answer", append(attrs, slog.String("error", err.Error()))...)
 		return nil, err

@@ -233,6 +233,7 @@ func TestSimulator(t *testing.T) {
 				require.Contains(t, line, "problem=internal")
 			} else {
 				require.Contains(t, line, `level=INFO msg="simulator: response" status=201`)
+				require.NotContains(t, line, "raise_error")
 				require.NotContains(t, line, "problem=")
 			}
 		}

@@ -141,3 +141,16 @@ LEFT JOIN ride_cancellations c ON c.idempotency_key_id = k.id
 WHERE k.id > @after_id
 ORDER BY k.id
 LIMIT @max;
+
+-- name: IdempotencyKeyGetByUserIDAndKey :one
+SELECT * FROM idempotency_keys WHERE user_id = @user_id AND idempotency_key = @idempotency_key;
+
+-- IdempotencyKeyGetWithLockLive reads a key for inspection, with whether its
+-- lock is live (idempotency_key_lock_live, with the engine's lock timeout)
+-- and the database's clock, against which the lock's age is measured.
+-- name: IdempotencyKeyGetWithLockLive :one
+SELECT sqlc.embed(idempotency_keys),
+    idempotency_key_lock_live(locked_at, sqlc.arg(lock_timeout_seconds)::float8)::boolean AS lock_live,
+    now()::timestamptz AS now
+FROM idempotency_keys
+WHERE id = @id;

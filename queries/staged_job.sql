@@ -18,3 +18,11 @@ RETURNING *;
 
 -- name: StagedJobCount :one
 SELECT count(*) FROM staged_jobs;
+
+-- StagedJobListByRideID reads the staged jobs whose args name the ride
+-- (args.ride_id), oldest first: jobs the enqueuer has not yet moved into
+-- River.
+-- name: StagedJobListByRideID :many
+SELECT * FROM staged_jobs
+WHERE job_args->>'ride_id' = sqlc.arg(ride_id)::bigint::text
+ORDER BY id;

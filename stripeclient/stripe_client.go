@@ -128,6 +128,16 @@ func (c *Client) ChargeCreate(ctx context.Context, params *ChargeParams) (*strip
 	return charge, nil
 }
 
+// ChargeGet returns the charge with id, as Stripe has it now (refunded
+// amount included).
+func (c *Client) ChargeGet(ctx context.Context, id string) (*stripe.Charge, error) {
+	charge, err := c.api.Charges.Get(id, &stripe.ChargeParams{Params: stripe.Params{Context: ctx}})
+	if err != nil {
+		return nil, fmt.Errorf("getting Stripe charge %s: %w", id, err)
+	}
+	return charge, nil
+}
+
 // ChargeFind returns the customer's charge whose metadata[key] is value, or
 // nil if there is none. It pages through all of the customer's charges.
 func (c *Client) ChargeFind(ctx context.Context, customer, key, value string) (*stripe.Charge, error) {

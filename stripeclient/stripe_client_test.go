@@ -270,6 +270,32 @@ func TestChargeFind(t *testing.T) {
 	require.Nil(t, found, "another customer's charge")
 }
 
+// TestChargeGet checks that a charge is read back by id with its refunds'
+// total, and that an unknown id is Stripe's 404.
+func TestChargeGet(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, client := newFakeClient(t, stripefake.Config{})
+	customer, err := client.CustomerCreate(ctx, "rider@example.com", "tok_visa")
+	require.NoError(t, err)
+	created, err := client.ChargeCreate(ctx, chargeParams(customer, "key-get"))
+	require.NoError(t, err)
+	_, err = client.RefundCreate(ctx, &stripeclient.RefundParams{Charge: created.ID, IdempotencyKey: "refund-key-get"})
+	require.NoError(t, err)
+
+	charge, err := client.ChargeGet(ctx, created.ID)
+	require.NoError(t, err)
+	require.Equal(t, created.ID, charge.ID)
+	require.Equal(t, "1", charge.Metadata["ride_id"])
+	require.True(t, charge.Refunded)
+	require.EqualValues(t, 2000, charge.AmountRefunded)
+
+	_, err = client.ChargeGet(ctx, "ch_missing")
+	var stripeErr *stripe.Error
+	require.ErrorAs(t, err, &stripeErr)
+	require.Equal(t, http.StatusNotFound, stripeErr.HTTPStatusCode)
+}
+
 func TestCustomerExists(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -25,5 +25,5 @@ func TestRequestLinesAreDebug(t *testing.T) {
 	}
 
 	require.Empty(t, infoLog.String())
-	require.Contains(t, debugLog.String(), "level=DEBUG msg=\"stripefake request\" method=POST path=/v1/customers status=200")
+	require.Contains(t, debugLog.String(), "level=DEBUG msg=\"stripe-fake: request\" method=POST path=/v1/customers status=200")
 }

@@ -48,8 +48,8 @@ type Config struct {
 	Seed int64
 
 	// Logger, if set, gets a line at debug level for each request, and
-	// lines at higher levels for injected failures and for serving and
-	// shutting down. Nothing is logged if it is nil.
+	// lines at higher levels for injected failures, and (from Serve) one
+	// when it has started, with its settings, and one when it has stopped. Nothing is logged if it is nil.
 	Logger *slog.Logger
 }
 
@@ -110,7 +110,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mux.ServeHTTP(recorder, r)
 	}
 
-	s.logger.LogAttrs(r.Context(), slog.LevelDebug, "stripefake request",
+	s.logger.LogAttrs(r.Context(), slog.LevelDebug, "stripe-fake: request",
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", recorder.status),
@@ -219,7 +219,7 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request, create func
 
 // sendFault answers a creation request with an injected failure.
 func (s *Server) sendFault(w http.ResponseWriter, r *http.Request, f fault) {
-	s.logger.LogAttrs(r.Context(), slog.LevelWarn, "stripefake injected failure",
+	s.logger.LogAttrs(r.Context(), slog.LevelWarn, "stripe-fake: injected failure",
 		slog.String("request_id", w.Header().Get("Request-Id")),
 		slog.String("fault", f.String()),
 	)
@@ -281,7 +281,13 @@ func (s *Server) Serve(ctx context.Context, listener net.Listener) error {
 
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(listener) }()
-	s.logger.Info("stripefake serving", slog.String("addr", listener.Addr().String()))
+	s.logger.Info("stripe-fake: started",
+		slog.String("addr", listener.Addr().String()),
+		slog.Duration("latency", s.config.Latency),
+		slog.Float64("fail_before_rate", s.config.FailBeforeRate),
+		slog.Float64("fail_after_rate", s.config.FailAfterRate),
+		slog.Int64("seed", s.config.Seed),
+	)
 
 	select {
 	case err := <-served:
@@ -289,7 +295,6 @@ func (s *Server) Serve(ctx context.Context, listener net.Listener) error {
 	case <-ctx.Done():
 	}
 
-	s.logger.Info("stripefake shutting down", slog.String("addr", listener.Addr().String()))
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
@@ -298,6 +303,7 @@ func (s *Server) Serve(ctx context.Context, listener net.Listener) error {
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("stripefake: serve on %s: %w", listener.Addr(), err)
 	}
+	s.logger.Info("stripe-fake: stopped")
 	return nil
 }
 

@@ -1,7 +1,7 @@
 // Command rocketrides runs every process of rocket-rides, one subcommand
 // each: the API, the completer, the enqueuer and its workers, the reaper, the
 // simulator, or all of them at once; and the operator's commands migrate,
-// seed, api-key and reconcile. Run `rocketrides --help` for the list.
+// seed, api-key, reconcile and inspect. Run `rocketrides --help` for the list.
 package main
 
 import (
@@ -70,6 +70,7 @@ type CLI struct {
 	APIKey     apiKeyCmd     `cmd:"" name:"api-key" help:"Create, list and revoke the users' API keys (AUTH_MODE=api_key)."`
 	Completer  completerCmd  `cmd:"" help:"Drive abandoned requests to completion through the same phases as the API."`
 	Enqueuer   enqueuerCmd   `cmd:"" help:"Move staged jobs into River and work them (send ride receipts)."`
+	Inspect    inspectCmd    `cmd:"" help:"Show one request as support needs it: its key, ride, Stripe charge and refunds, audit records and jobs."`
 	Migrate    migrateCmd    `cmd:"" help:"Apply or roll back the database schema (ours and River's)."`
 	Reaper     reaperCmd     `cmd:"" help:"Delete idempotency keys older than REAPER_HORIZON, warning about unfinished ones."`
 	Reconcile  reconcileCmd  `cmd:"" help:"Compare the database with Stripe's charges and report every difference."`

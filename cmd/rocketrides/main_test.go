@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -18,9 +19,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rocketrides/rocketrides/db/dbtest"
+	"github.com/rocketrides/rocketrides/db/testfactory"
 )
 
 // buildBinary builds rocketrides into a temporary directory.
@@ -150,6 +153,68 @@ func TestBinary(t *testing.T) {
 		out, err = command(t, binary, databaseURL, "api-key", "revoke", "999999")
 		require.Error(t, err)
 		require.Contains(t, out, "rocketrides: api-key: no API key has id 999999")
+	})
+
+	// inspect reports a key and its ride as text or JSON; an unknown key
+	// or ride is one line and exit 1.
+	t.Run("Inspect", func(t *testing.T) {
+		t.Parallel()
+		databaseURL := dbtest.NewDatabaseURL(t)
+		ctx := context.Background()
+		pool, err := pgxpool.New(ctx, databaseURL)
+		require.NoError(t, err)
+		defer pool.Close()
+		user := testfactory.User(ctx, t, pool, nil)
+		key := testfactory.IdempotencyKey(ctx, t, pool, user, &testfactory.IdempotencyKeyOpts{RecoveryPoint: testfactory.Ptr("ride_created")})
+		ride := testfactory.Ride(ctx, t, pool, user, &testfactory.RideOpts{IdempotencyKeyID: &key.ID})
+		inspect := func(args ...string) (string, string, error) {
+			cmd := exec.Command(binary, append([]string{"inspect"}, args...)...)
+			cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL, "STRIPE_API_KEY=")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			return stdout.String(), stderr.String(), err
+		}
+
+		out, stderr, err := inspect("--email", user.Email, "--key", key.IdempotencyKey)
+		require.NoError(t, err, stderr)
+		require.Regexp(t, `(?m)^  workflow +POST /rides$`, out)
+		require.Regexp(t, `(?m)^  recovery point +ride_created$`, out)
+		require.Regexp(t, `(?m)^  status +pending_payment$`, out)
+		require.Contains(t, stderr, "Stripe is not asked")
+
+		out, stderr, err = inspect("--ride", strconv.FormatInt(ride.ID, 10), "--json")
+		require.NoError(t, err, stderr)
+		var report struct {
+			Key struct {
+				ID       int64  `json:"id"`
+				Workflow string `json:"workflow"`
+			} `json:"idempotency_key"`
+			Ride struct {
+				ID     int64  `json:"id"`
+				Status string `json:"status"`
+			} `json:"ride"`
+			AuditRecords []any `json:"audit_records"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &report), out)
+		require.Equal(t, key.ID, report.Key.ID)
+		require.Equal(t, "POST /rides", report.Key.Workflow)
+		require.Equal(t, ride.ID, report.Ride.ID)
+		require.Equal(t, "pending_payment", report.Ride.Status)
+		require.NotNil(t, report.AuditRecords, "an empty list, not null")
+
+		for _, args := range [][]string{
+			{"--email", user.Email, "--key", "no-such-key"},
+			{"--ride", "999999"},
+		} {
+			out, stderr, err = inspect(args...)
+			var exitErr *exec.ExitError
+			require.ErrorAs(t, err, &exitErr)
+			require.Equal(t, 1, exitErr.ExitCode())
+			require.Empty(t, out)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			require.Regexp(t, `^rocketrides: no such (idempotency key "no-such-key" for .+|ride with id 999999)$`, lines[len(lines)-1])
+		}
 	})
 
 	// A setting a constructor rejects is one line naming it, and exit 1.

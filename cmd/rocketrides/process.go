@@ -131,34 +131,33 @@ func runService(ctx context.Context, service service) error {
 }
 
 // newStripe returns the Stripe client that stripe says. Without an API key
-// it starts the built-in fake, which lives as long as ctx, and reports fake
-// as true: a fake starts empty, so the caller seeds the demo users in it.
+// it starts the built-in fake, which serves until the process exits, and
+// reports fake as true: a fake starts empty, so the caller seeds the demo
+// users in it. The fake outlives ctx on purpose: once ctx is done, the
+// process's parts are stopping, and a request they finish meanwhile may
+// still call Stripe.
 func newStripe(ctx context.Context, g *Globals, stripe *stripeFlags) (client *stripeclient.Client, fake bool, err error) {
 	config := &stripeclient.ClientConfig{APIBase: stripe.StripeAPIBase, APIKey: stripe.StripeAPIKey, Timeout: stripe.StripeTimeout}
 	if config.APIKey == "" {
 		logger := g.logger("stripe-fake")
-		if config.APIBase, err = startStripeFake(ctx, logger); err != nil {
+		if config.APIBase, err = startStripeFake(logger); err != nil {
 			return nil, false, err
 		}
 		config.APIKey = "sk_test_fake"
-		logger.WarnContext(ctx, "STRIPE_API_KEY is unset: using the built-in Stripe fake", slog.String("stripe_api_base", config.APIBase))
+		logger.WarnContext(ctx, "stripe-fake: started, as STRIPE_API_KEY is unset", slog.String("stripe_api_base", config.APIBase))
 	}
 	client, err = stripeclient.NewClient(config)
 	return client, stripe.StripeAPIKey == "", err
 }
 
-// startStripeFake serves the Stripe fake on a free loopback port until ctx
-// is done and returns its base URL.
-func startStripeFake(ctx context.Context, logger *slog.Logger) (string, error) {
+// startStripeFake serves the Stripe fake on a free loopback port until the
+// process exits and returns its base URL.
+func startStripeFake(logger *slog.Logger) (string, error) {
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("listening for the Stripe fake: %w", err)
 	}
 	server := &http.Server{Handler: stripefake.New(stripefake.Config{Logger: logger}), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = server.Close()
-	}()
 	go func() { _ = server.Serve(listener) }()
 	return "http://" + listener.Addr().String(), nil
 }
