@@ -163,10 +163,15 @@ func TestAuthenticateDemo(t *testing.T) {
 
 func TestNewCreatorAuthMode(t *testing.T) {
 	t.Parallel()
-	creator, err := rides.NewCreator(nil, nil, nil, nil)
+	newEngine := func() *idempotency.Engine {
+		engine, err := idempotency.NewEngine(nil, nil)
+		require.NoError(t, err)
+		return engine
+	}
+	creator, err := rides.NewCreator(nil, newEngine(), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, rides.AuthModeAPIKey, creator.AuthMode(), "API keys unless demo mode is asked for by name")
 
-	_, err = rides.NewCreator(nil, nil, nil, &rides.CreatorConfig{AuthMode: "email"})
+	_, err = rides.NewCreator(nil, newEngine(), nil, &rides.CreatorConfig{AuthMode: "email"})
 	require.ErrorContains(t, err, `ride creator: AuthMode must be "api_key" or "demo", got "email"`)
 }

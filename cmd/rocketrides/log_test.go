@@ -80,7 +80,7 @@ func TestLogLines(t *testing.T) {
 			`msg="reaper: started" process=reaper horizon=72h0m0s interval=5s batch_size=1000$`,
 			`msg="admin: started" process=admin river_ui=http://127\.0\.0\.1:\d+/riverui/ metrics=http://127\.0\.0\.1:\d+/metrics$`,
 			`msg="api: listening" process=api addr=127\.0\.0\.1:\d+$`,
-			`msg="simulator: started" process=simulator api_url=http://127\.0\.0\.1:\d+ email=user@example\.com interval=20ms summary_interval=10s$`,
+			`msg="simulator: started" process=simulator api_url=http://127\.0\.0\.1:\d+ email=user@example\.com interval=20ms cancel_share=0\.1 summary_interval=10s$`,
 			`msg="all: running" process=all api=http://127\.0\.0\.1:\d+ simulator=true$`,
 		} {
 			require.Len(t, regexp.MustCompile(`(?m)`+start).FindAllString(all, -1), 1, "one line matching %s", start)
@@ -183,7 +183,7 @@ func TestProcessLogs(t *testing.T) {
 		{"Reaper", func(*testing.T) []string { return []string{"reaper"} },
 			`msg="reaper: started" process=reaper horizon=72h0m0s interval=5s batch_size=1000`, `msg="reaper: stopped" process=reaper`},
 		{"Simulator", func(*testing.T) []string { return []string{"simulator", "--api-url", "http://127.0.0.1:1"} },
-			`msg="simulator: started" process=simulator api_url=http://127\.0\.0\.1:1 email=user@example\.com interval=1s summary_interval=10s`,
+			`msg="simulator: started" process=simulator api_url=http://127\.0\.0\.1:1 email=user@example\.com interval=1s cancel_share=0\.1 summary_interval=10s`,
 			`msg="simulator: stopped" process=simulator`},
 		{"StripeFake", func(t *testing.T) []string {
 			return []string{"stripe-fake", "--addr", "127.0.0.1:" + strconv.Itoa(freePort(t))}
@@ -193,10 +193,12 @@ func TestProcessLogs(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var output syncBuffer
+			var output, stdout syncBuffer
 			cmd := exec.Command(binary, tt.args(t)...)
 			cmd.Env = append(os.Environ(), "DATABASE_URL="+dbtest.NewDatabaseURL(t), "STRIPE_API_KEY=", "LOG_LEVEL=info", "LOG_FORMAT=text")
-			cmd.Stdout, cmd.Stderr = &output, &output
+			// The log is stderr; stdout is for what a command prints for
+			// its user (the API keys seed makes, shown once).
+			cmd.Stdout, cmd.Stderr = &stdout, &output
 			require.NoError(t, cmd.Start())
 			t.Cleanup(func() { _ = cmd.Process.Kill() })
 			start := regexp.MustCompile(`(?m)` + tt.start + `$`)
