@@ -28,12 +28,23 @@ const (
 	// MaxBodyBytesDefault is the largest request body accepted.
 	MaxBodyBytesDefault = 64 << 10
 
+	// RequestDeadlineDefault is how long a request that holds its key may
+	// work before it is ended: above the Stripe timeout (20 s) plus the
+	// database's deadlines of the phases around it (db.TxTimeoutDefault
+	// each), and well under the lock timeout (90 s), so that a request's lock
+	// never goes stale while it still works.
+	RequestDeadlineDefault = 40 * time.Second
+
 	// RequestTimeoutDefault is how long the server gives a request to
-	// write its response (http.Server's WriteTimeout, less a margin). A
-	// request's own waits are bounded more tightly: the Stripe timeout, and
-	// the database's.
-	RequestTimeoutDefault = 60 * time.Second
+	// write its response (http.Server's WriteTimeout, less a margin): the
+	// request deadline plus the time to answer.
+	RequestTimeoutDefault = RequestDeadlineDefault + 5*time.Second
 )
+
+// StatusClientClosedRequest is the status recorded (in the metrics and the
+// log) for a request whose client hung up before it was answered: nginx's
+// 499, never sent, and counted apart from the 5xx.
+const StatusClientClosedRequest = 499
 
 // headerIdempotentReplayed marks a response replayed from a finished key,
 // as Stripe does.
@@ -53,6 +64,13 @@ type ServerConfig struct {
 	// Ready reports whether the service can take requests (the database
 	// answers), for GET /readyz. Nil means always ready.
 	Ready func(ctx context.Context) error
+
+	// RequestDeadline bounds the work of a request once it runs the
+	// domain code: from then on the client's cancellation no longer reaches
+	// it (a client that hangs up does not stop a charge half way), and this
+	// deadline, or shutdown, ends it instead. Zero means
+	// RequestDeadlineDefault.
+	RequestDeadline time.Duration
 }
 
 // withDefaults returns a copy of c (nil: the zero config) with every default
@@ -63,7 +81,16 @@ func (c *ServerConfig) withDefaults() *ServerConfig {
 		config = *c
 	}
 	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
+	config.RequestDeadline = cmp.Or(config.RequestDeadline, RequestDeadlineDefault)
 	return &config
+}
+
+// validate rejects settings the server cannot run with.
+func (c *ServerConfig) validate() error {
+	if c.RequestDeadline < 0 {
+		return fmt.Errorf("RequestDeadline must not be negative, got %s", c.RequestDeadline)
+	}
+	return nil
 }
 
 // Server serves the rocket-rides API.
@@ -72,18 +99,26 @@ type Server struct {
 	creator *rides.Creator
 	echo    *echo.Echo
 	logger  *slog.Logger
+
+	// abortCtx is cancelled, with errShuttingDown, when shutdown has waited
+	// long enough: it ends the work of every request still running.
+	abortCtx context.Context
+	abort    context.CancelCauseFunc
 }
 
 // NewServer returns a server that creates rides with creator. A nil config
-// means every default. Its only error is a missing creator: ServerConfig has
-// no setting that can be nonsense.
+// means every default.
 func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 	if creator == nil {
 		return nil, errors.New("api server: a creator is required")
 	}
 	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("api server: %w", err)
+	}
 	logger := config.Logger
 	s := &Server{config: config, creator: creator, echo: echo.New(), logger: logger}
+	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
 	s.echo.IPExtractor = echo.ExtractIPDirect()
@@ -129,6 +164,8 @@ func (s *Server) createRide(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.workContext(ctx)
+	defer cancel()
 	response, err := s.creator.Create(ctx, &rides.Request{
 		IdempotencyKey: key,
 		Known:          known,
@@ -138,12 +175,38 @@ func (s *Server) createRide(c echo.Context) error {
 		User:           user,
 	})
 	if err != nil {
-		return err
+		return workError(ctx, err)
 	}
 	if response.Replayed {
 		c.Response().Header().Set(headerIdempotentReplayed, "true")
 	}
 	return c.Blob(response.Status, contentType(response.Status), response.Body)
+}
+
+// workContext returns the context the domain code of a request runs in: the
+// request's values without its cancellation, ended by the request deadline
+// or by shutdown's abort.
+func (s *Server) workContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), s.config.RequestDeadline, errRequestDeadline)
+	stop := context.AfterFunc(s.abortCtx, func() { cancel() })
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// workError names why a request's work ended, when its deadline or shutdown
+// ended it: the domain code's own error (a phase's, Stripe's) says only
+// that its context was done.
+func workError(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	cause := context.Cause(ctx)
+	if errors.Is(cause, context.Canceled) {
+		cause = errShuttingDown // the abort cancels without a cause of its own
+	}
+	return fmt.Errorf("%w: %w", cause, err)
 }
 
 // originIP is the client's address, for the audit record; the unspecified
@@ -208,6 +271,11 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		status := c.Response().Status
+		if c.Request().Context().Err() != nil {
+			// The client hung up before it was answered (or as it was): its
+			// own doing, counted apart from the 5xx.
+			status = StatusClientClosedRequest
+		}
 		elapsed := time.Since(start)
 		route := c.Path()
 		if route == "" {

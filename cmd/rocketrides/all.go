@@ -49,7 +49,7 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed")); err != nil {
 		return err
 	}
-	server, err := api.NewServer(p.creator, &api.ServerConfig{Logger: g.logger("api"), Metrics: p.metrics, Ready: p.pool.Ping})
+	server, err := api.NewServer(p.creator, c.serverConfig(p, g.logger("api")))
 	if err != nil {
 		return err
 	}

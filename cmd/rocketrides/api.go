@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/jobs"
@@ -22,6 +24,13 @@ type apiCmd struct {
 type apiFlags struct {
 	APIHost string `env:"API_HOST" default:"127.0.0.1" help:"Address the API listens on (0.0.0.0 for every interface)."`
 	APIPort int    `env:"API_PORT" default:"5000" help:"Port the API listens on."`
+
+	RequestDeadline time.Duration `env:"REQUEST_DEADLINE" default:"40s" help:"How long a request may work once it holds its key, whatever its client does; above STRIPE_TIMEOUT plus DB_TX_TIMEOUT twice, under LOCK_TIMEOUT."`
+}
+
+// serverConfig is the API server's configuration.
+func (f *apiFlags) serverConfig(p *process, logger *slog.Logger) *api.ServerConfig {
+	return &api.ServerConfig{Logger: logger, Metrics: p.metrics, Ready: p.pool.Ping, RequestDeadline: f.RequestDeadline}
 }
 
 func (f *apiFlags) addr() string {
@@ -55,7 +64,7 @@ func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer adminServer.Stop()
-	server, err := api.NewServer(p.creator, &api.ServerConfig{Logger: p.logger, Metrics: p.metrics, Ready: p.pool.Ping})
+	server, err := api.NewServer(p.creator, c.serverConfig(p, p.logger))
 	if err != nil {
 		return err
 	}
