@@ -132,6 +132,7 @@ type Engine struct {
 	logger  *slog.Logger
 	queries *db.Queries
 	txOpts  db.TxOptions
+	unlocks *unlocker
 }
 
 // NewEngine returns an engine whose transactions run on exec: the pool in
@@ -147,6 +148,7 @@ func NewEngine(exec db.Executor, config *EngineConfig) (*Engine, error) {
 		exec:    exec,
 		logger:  config.Logger,
 		queries: db.New(),
+		unlocks: newUnlocker(),
 		txOpts: db.TxOptions{
 			Isolation:   config.Isolation,
 			MaxAttempts: config.MaxAttempts,
@@ -301,6 +303,13 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, startPhase PhaseFunc
 		}
 		return run, err
 	})
+	if err != nil && run != nil && !run.replayed {
+		if key := e.resolveCommit(ctx, err, "", run.key); key != nil {
+			run.key, err = key, nil
+		} else if errors.Is(err, db.ErrCommitInDoubt) {
+			e.unlock(ctx, run.key)
+		}
+	}
 	if err != nil {
 		return nil, e.conflict(err)
 	}
@@ -361,18 +370,6 @@ func (e *Engine) applyPhase(ctx context.Context, tx pgx.Tx, key *db.IdempotencyK
 	return key, nil
 }
 
-// unlock releases key's lock if this request still owns it. It runs even
-// when ctx is done (the client went away), so the next attempt need not wait
-// for the lock to time out.
-func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_, err := e.queries.IdempotencyKeyUnlock(ctx, e.exec, &db.IdempotencyKeyUnlockParams{ID: key.ID, LockToken: key.LockToken})
-	if err != nil {
-		e.logger.ErrorContext(ctx, "idempotency: failed to unlock key", slog.Int64("idempotency_key_id", key.ID), slog.String("error", err.Error()))
-	}
-}
-
 func (e *Engine) observePhase(recoveryPoint string, start time.Time) {
 	if e.config.ObservePhaseFunc != nil {
 		e.config.ObservePhaseFunc(recoveryPoint, time.Since(start))
@@ -410,6 +407,7 @@ func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 		return err
 	}
 	start := time.Now()
+	before := r.key.RecoveryPoint
 	key, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*db.IdempotencyKey, error) {
 		key, err := e.queries.IdempotencyKeyGetLockedForUpdate(ctx, tx, &db.IdempotencyKeyGetLockedForUpdateParams{
 			ID:        r.key.ID,
@@ -424,7 +422,9 @@ func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 		return e.applyPhase(ctx, tx, key, phase)
 	})
 	if err != nil {
-		return e.conflict(err)
+		if key = e.resolveCommit(ctx, err, before, key); key == nil {
+			return e.conflict(err)
+		}
 	}
 	e.observePhase(key.RecoveryPoint, start)
 	lockToken := r.key.LockToken
