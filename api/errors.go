@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/problem"
 	"github.com/rocketrides/rocketrides/rides"
@@ -124,6 +125,10 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		s.logger.WarnContext(ctx, "api: payment processor unavailable", slog.String("error", err.Error()))
 		return problem.New(http.StatusServiceUnavailable, "payment-unavailable",
 			"The payment processor could not be reached. Please retry with the same Idempotency-Key."), retryAfterUnavailable
+	case db.IsUnavailable(err):
+		s.logger.WarnContext(ctx, "api: database unavailable", slog.String("error", err.Error()))
+		return problem.New(http.StatusServiceUnavailable, "database-unavailable",
+			"The database did not answer in time; whatever this request did is kept. Please retry with the same Idempotency-Key."), retryAfterUnavailable
 	case errors.As(err, &httpErr):
 		details = problem.New(httpErr.Code, "http", http.StatusText(httpErr.Code))
 		if httpErr.Code == http.StatusNotFound {

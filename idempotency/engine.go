@@ -71,6 +71,11 @@ type EngineConfig struct {
 	// RetriedFunc, if set, is called each time a phase's transaction is
 	// retried, for metrics.
 	RetriedFunc func(err error)
+
+	// TxTimeout bounds each attempt of a phase's transaction, from the
+	// wait for its connection to its commit. Zero means
+	// db.TxTimeoutDefault.
+	TxTimeout time.Duration
 }
 
 // withDefaults returns a copy of c (nil: the zero config) with every default
@@ -84,6 +89,7 @@ func (c *EngineConfig) withDefaults() *EngineConfig {
 	config.Isolation = cmp.Or(config.Isolation, pgx.ReadCommitted)
 	config.LockTimeout = cmp.Or(config.LockTimeout, LockTimeoutDefault)
 	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
+	config.TxTimeout = cmp.Or(config.TxTimeout, db.TxTimeoutDefault)
 	if config.MaxAttempts == 0 && config.Isolation == pgx.Serializable {
 		config.MaxAttempts = MaxAttemptsSerializableDefault
 	}
@@ -100,6 +106,8 @@ func (c *EngineConfig) validate() error {
 		return fmt.Errorf("LockTimeout must not be negative, got %s", c.LockTimeout)
 	case c.MaxAttempts < 0:
 		return fmt.Errorf("MaxAttempts must not be negative, got %d", c.MaxAttempts)
+	case c.TxTimeout < 0:
+		return fmt.Errorf("TxTimeout must not be negative, got %s", c.TxTimeout)
 	}
 	return nil
 }
@@ -153,6 +161,7 @@ func NewEngine(exec db.Executor, config *EngineConfig) (*Engine, error) {
 			Isolation:   config.Isolation,
 			MaxAttempts: config.MaxAttempts,
 			RetriedFunc: config.RetriedFunc,
+			Timeout:     config.TxTimeout,
 		},
 	}, nil
 }

@@ -11,6 +11,8 @@ type Globals struct {
 	DatabaseURL string `env:"DATABASE_URL" default:"postgres://127.0.0.1:5432/rocketrides?sslmode=disable" help:"PostgreSQL connection URL."`
 	LogFormat   string `env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 	LogLevel    string `env:"LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Lowest level logged: debug, info, warn or error."`
+
+	dbFlags
 }
 
 // logger returns the process's logger; every line names the process.

@@ -47,13 +47,13 @@ type processConfig struct {
 // newProcess connects to the database and builds what config asks for. The
 // caller closes it.
 func newProcess(ctx context.Context, g *Globals, config *processConfig) (*process, error) {
-	pool, err := db.NewPool(ctx, g.DatabaseURL, config.maxConns)
+	pool, err := db.NewPoolWithConfig(ctx, g.DatabaseURL, g.poolConfig(config.maxConns))
 	if err != nil {
 		return nil, err
 	}
 	p := &process{logger: g.logger(config.name), metrics: metrics.New(), pool: pool, stripe: config.stripe}
 	if config.phase != nil {
-		if p.creator, err = p.newCreator(config.phase); err != nil {
+		if p.creator, err = p.newCreator(&g.dbFlags, config.phase); err != nil {
 			pool.Close()
 			return nil, err
 		}
@@ -62,22 +62,27 @@ func newProcess(ctx context.Context, g *Globals, config *processConfig) (*proces
 }
 
 // newCreator builds the ride workflow on the process's pool and Stripe.
-func (p *process) newCreator(phase *phaseFlags) (*rides.Creator, error) {
+func (p *process) newCreator(dbFlags *dbFlags, phase *phaseFlags) (*rides.Creator, error) {
 	isolation, err := db.ParseIsolation(phase.PhaseIsolation)
 	if err != nil {
 		return nil, err
 	}
-	engine, err := idempotency.NewEngine(p.pool, &idempotency.EngineConfig{
+	bounded, err := dbFlags.bounded(p.pool)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := idempotency.NewEngine(bounded, &idempotency.EngineConfig{
 		Isolation:        isolation,
 		LockTimeout:      phase.LockTimeout,
 		Logger:           p.logger,
 		ObservePhaseFunc: p.metrics.ObservePhase,
 		RetriedFunc:      p.metrics.TxRetried,
+		TxTimeout:        dbFlags.DBTxTimeout,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return rides.NewCreator(p.pool, engine, p.stripe, &rides.CreatorConfig{
+	return rides.NewCreator(bounded, engine, p.stripe, &rides.CreatorConfig{
 		Logger:                  p.logger,
 		StripeIdempotencyWindow: phase.StripeIdempotencyWindow,
 	})
