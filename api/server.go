@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/metrics"
 	"github.com/rocketrides/rocketrides/rides"
 )
@@ -71,6 +72,20 @@ type ServerConfig struct {
 	// deadline, or shutdown, ends it instead. Zero means
 	// RequestDeadlineDefault.
 	RequestDeadline time.Duration
+
+	// MaxInFlight is the most POST /rides requests in the server at once;
+	// the rest answer 503 overloaded at once. Zero means MaxInFlightDefault.
+	MaxInFlight int
+
+	// MaxWorking is the most requests that run the workflow at once
+	// (replays of finished keys do not count); a request that finds none
+	// free within AdmissionWait answers 503 overloaded, before it writes
+	// anything. Zero means MaxWorkingDefault.
+	MaxWorking int
+
+	// AdmissionWait is how long a request waits for a MaxWorking place.
+	// Zero means AdmissionWaitDefault.
+	AdmissionWait time.Duration
 }
 
 // withDefaults returns a copy of c (nil: the zero config) with every default
@@ -82,23 +97,36 @@ func (c *ServerConfig) withDefaults() *ServerConfig {
 	}
 	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
 	config.RequestDeadline = cmp.Or(config.RequestDeadline, RequestDeadlineDefault)
+	config.MaxInFlight = cmp.Or(config.MaxInFlight, MaxInFlightDefault)
+	config.MaxWorking = cmp.Or(config.MaxWorking, MaxWorkingDefault)
+	config.AdmissionWait = cmp.Or(config.AdmissionWait, AdmissionWaitDefault)
 	return &config
 }
 
 // validate rejects settings the server cannot run with.
 func (c *ServerConfig) validate() error {
-	if c.RequestDeadline < 0 {
+	switch {
+	case c.RequestDeadline < 0:
 		return fmt.Errorf("RequestDeadline must not be negative, got %s", c.RequestDeadline)
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("MaxInFlight must not be negative, got %d", c.MaxInFlight)
+	case c.MaxWorking < 0:
+		return fmt.Errorf("MaxWorking must not be negative, got %d", c.MaxWorking)
+	case c.MaxWorking > c.MaxInFlight:
+		return fmt.Errorf("MaxWorking must not exceed MaxInFlight (%d), got %d", c.MaxInFlight, c.MaxWorking)
+	case c.AdmissionWait < 0:
+		return fmt.Errorf("AdmissionWait must not be negative, got %s", c.AdmissionWait)
 	}
 	return nil
 }
 
 // Server serves the rocket-rides API.
 type Server struct {
-	config  *ServerConfig
-	creator *rides.Creator
-	echo    *echo.Echo
-	logger  *slog.Logger
+	admission *admission
+	config    *ServerConfig
+	creator   *rides.Creator
+	echo      *echo.Echo
+	logger    *slog.Logger
 
 	// abortCtx is cancelled, with errShuttingDown, when shutdown has waited
 	// long enough: it ends the work of every request still running.
@@ -119,6 +147,7 @@ func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 	logger := config.Logger
 	s := &Server{config: config, creator: creator, echo: echo.New(), logger: logger}
 	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
+	s.admission = newAdmission(config.MaxInFlight, config.MaxWorking, config.AdmissionWait)
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
 	s.echo.IPExtractor = echo.ExtractIPDirect()
@@ -131,7 +160,7 @@ func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 		},
 	}), allowMethods)
 
-	s.echo.POST(rides.RequestPath, s.createRide)
+	s.echo.POST(rides.RequestPath, s.createRide, s.admission.admit)
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
 	return s, nil
@@ -163,6 +192,13 @@ func (s *Server) createRide(c echo.Context) error {
 	params, err := readParams(c.Request())
 	if err != nil {
 		return err
+	}
+	if known == nil || known.RecoveryPoint != idempotency.RecoveryPointFinished {
+		release, err := s.admission.work(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	ctx, cancel := s.workContext(ctx)
 	defer cancel()

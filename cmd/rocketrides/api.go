@@ -26,11 +26,23 @@ type apiFlags struct {
 	APIPort int    `env:"API_PORT" default:"5000" help:"Port the API listens on."`
 
 	RequestDeadline time.Duration `env:"REQUEST_DEADLINE" default:"40s" help:"How long a request may work once it holds its key, whatever its client does; above STRIPE_TIMEOUT plus DB_TX_TIMEOUT twice, under LOCK_TIMEOUT."`
+
+	APIAdmissionWait time.Duration `env:"API_ADMISSION_WAIT" default:"50ms" help:"How long a request waits for an API_MAX_WORKING place before it answers 503 overloaded."`
+	APIMaxInFlight   int           `env:"API_MAX_IN_FLIGHT" default:"256" help:"Most POST /rides requests in the server at once; the rest answer 503 overloaded at once."`
+	APIMaxWorking    int           `env:"API_MAX_WORKING" default:"32" help:"Most requests running the workflow at once (replays of finished keys do not count)."`
 }
 
 // serverConfig is the API server's configuration.
 func (f *apiFlags) serverConfig(p *process, logger *slog.Logger) *api.ServerConfig {
-	return &api.ServerConfig{Logger: logger, Metrics: p.metrics, Ready: p.pool.Ping, RequestDeadline: f.RequestDeadline}
+	return &api.ServerConfig{
+		AdmissionWait:   f.APIAdmissionWait,
+		Logger:          logger,
+		MaxInFlight:     f.APIMaxInFlight,
+		MaxWorking:      f.APIMaxWorking,
+		Metrics:         p.metrics,
+		Ready:           p.pool.Ping,
+		RequestDeadline: f.RequestDeadline,
+	}
 }
 
 func (f *apiFlags) addr() string {
