@@ -86,6 +86,11 @@ type ServerConfig struct {
 	// AdmissionWait is how long a request waits for a MaxWorking place.
 	// Zero means AdmissionWaitDefault.
 	AdmissionWait time.Duration
+
+	// ShutdownTimeout is how long Serve lets requests in flight finish at
+	// shutdown before it ends them. Zero means the request deadline and a
+	// margin, so that every request ends on its own.
+	ShutdownTimeout time.Duration
 }
 
 // withDefaults returns a copy of c (nil: the zero config) with every default
@@ -116,6 +121,8 @@ func (c *ServerConfig) validate() error {
 		return fmt.Errorf("MaxWorking must not exceed MaxInFlight (%d), got %d", c.MaxInFlight, c.MaxWorking)
 	case c.AdmissionWait < 0:
 		return fmt.Errorf("AdmissionWait must not be negative, got %s", c.AdmissionWait)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
 	}
 	return nil
 }
@@ -332,40 +339,69 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// Serve serves handler on addr until ctx is done, then shuts down
-// gracefully: it stops accepting connections and waits up to
-// shutdownTimeout for requests in flight.
-func Serve(ctx context.Context, addr string, handler http.Handler, logger *slog.Logger) error {
-	const shutdownTimeout = 10 * time.Second
-	server := &http.Server{
+// shutdownMargin is what shutdown allows past the request deadline: the
+// time to answer, and for an ended request to release its key.
+const shutdownMargin = 5 * time.Second
+
+// Serve serves server on addr until ctx is done, then shuts down: it stops
+// accepting connections, lets the requests in flight finish for up to
+// ShutdownTimeout (by default the request deadline and a margin, so that a
+// request waiting on Stripe gets its answer), then ends the work of those
+// still running, which release their keys and answer 503 shutting-down, and
+// waits for them up to the margin again. It returns nil when shutdown went
+// so.
+func Serve(ctx context.Context, addr string, server *Server) error {
+	logger := server.logger
+	httpServer := &http.Server{
 		Addr:              addr,
-		Handler:           handler,
+		Handler:           server,
 		IdleTimeout:       2 * time.Minute,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      RequestTimeoutDefault + 5*time.Second,
+		WriteTimeout:      server.config.RequestDeadline + shutdownMargin,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	logger.InfoContext(ctx, "api: listening", slog.String("addr", listener.Addr().String()))
+	logger.InfoContext(ctx, "api: listening", slog.String("addr", listener.Addr().String()),
+		slog.Duration("request_deadline", server.config.RequestDeadline), slog.Int("max_in_flight", server.config.MaxInFlight),
+		slog.Int("max_working", server.config.MaxWorking))
 
 	errs := make(chan error, 1)
-	go func() { errs <- server.Serve(listener) }()
+	go func() { errs <- httpServer.Serve(listener) }()
 	select {
 	case err := <-errs:
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
-	logger.InfoContext(ctx, "api: shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	shutdownTimeout := server.ShutdownTimeout()
+	logger.InfoContext(ctx, "api: shutting down", slog.Duration("shutdown_timeout", shutdownTimeout))
+	ctx = context.WithoutCancel(ctx)
+	shutdownCtx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 	defer cancel()
-	if err := server.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutting down: %w", err)
+	if err := httpServer.Shutdown(shutdownCtx); err == nil {
+		logger.InfoContext(ctx, "api: stopped")
+		return nil
 	}
+	logger.WarnContext(ctx, "api: ending requests still running at the shutdown timeout")
+	server.abort(errShuttingDown)
+	abortCtx, cancel := context.WithTimeout(ctx, shutdownMargin)
+	defer cancel()
+	if err := httpServer.Shutdown(abortCtx); err != nil {
+		_ = httpServer.Close()
+		return fmt.Errorf("shutting down: requests still running %s after they were ended: %w", shutdownMargin, err)
+	}
+	logger.InfoContext(ctx, "api: stopped")
 	return nil
+}
+
+// ShutdownTimeout is how long shutdown lets requests in flight finish
+// before it ends them: ServerConfig.ShutdownTimeout, or the request
+// deadline and a margin.
+func (s *Server) ShutdownTimeout() time.Duration {
+	return cmp.Or(s.config.ShutdownTimeout, s.config.RequestDeadline+shutdownMargin)
 }
 
 func contentType(status int) string {

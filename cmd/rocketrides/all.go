@@ -93,7 +93,7 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer adminServer.Stop()
 	group.Go(func() error {
-		return api.Serve(ctx, c.addr(), server, g.logger("api"))
+		return api.Serve(ctx, c.addr(), server)
 	})
 	if simulator != nil {
 		group.Go(func() error {

@@ -30,6 +30,8 @@ type apiFlags struct {
 	APIAdmissionWait time.Duration `env:"API_ADMISSION_WAIT" default:"50ms" help:"How long a request waits for an API_MAX_WORKING place before it answers 503 overloaded."`
 	APIMaxInFlight   int           `env:"API_MAX_IN_FLIGHT" default:"256" help:"Most POST /rides requests in the server at once; the rest answer 503 overloaded at once."`
 	APIMaxWorking    int           `env:"API_MAX_WORKING" default:"32" help:"Most requests running the workflow at once (replays of finished keys do not count)."`
+
+	APIShutdownTimeout time.Duration `env:"API_SHUTDOWN_TIMEOUT" help:"How long shutdown lets requests in flight finish before it ends them (default: REQUEST_DEADLINE plus 5s)."`
 }
 
 // serverConfig is the API server's configuration.
@@ -42,6 +44,7 @@ func (f *apiFlags) serverConfig(p *process, logger *slog.Logger) *api.ServerConf
 		Metrics:         p.metrics,
 		Ready:           p.pool.Ping,
 		RequestDeadline: f.RequestDeadline,
+		ShutdownTimeout: f.APIShutdownTimeout,
 	}
 }
 
@@ -80,5 +83,5 @@ func (c *apiCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	return api.Serve(ctx, c.addr(), server, p.logger)
+	return api.Serve(ctx, c.addr(), server)
 }

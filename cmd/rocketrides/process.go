@@ -88,8 +88,20 @@ func (p *process) newCreator(dbFlags *dbFlags, phase *phaseFlags) (*rides.Creato
 	})
 }
 
-// close closes the process's pool.
+// engineCloseTimeout bounds the wait, at exit, for the unlocks the engine
+// still retries in the background.
+const engineCloseTimeout = 10 * time.Second
+
+// close waits for the engine's unlocks still pending, then closes the
+// process's pool.
 func (p *process) close() {
+	if p.creator != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), engineCloseTimeout)
+		defer cancel()
+		if err := p.creator.Engine().Close(ctx); err != nil {
+			p.logger.Error("idempotency: " + err.Error())
+		}
+	}
 	p.pool.Close()
 }
 
