@@ -199,5 +199,5 @@ func IsUnavailable(err error) bool {
 	)
 	return errors.Is(err, ErrAcquireTimeout) || errors.Is(err, ErrCommitInDoubt) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.Timeout(err)
+		errors.Is(err, pgconn.ErrConnClosed) || errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.Timeout(err)
 }

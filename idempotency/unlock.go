@@ -18,7 +18,7 @@ import (
 const (
 	unlockAttemptTimeout = 2 * time.Second
 	unlockBackoffMin     = 100 * time.Millisecond
-	unlockBackoffMax     = 5 * time.Second
+	unlockBackoffMax     = 2 * time.Second
 	resolveTimeout       = 2 * time.Second
 )
 
