@@ -38,9 +38,9 @@ type robustStack struct {
 }
 
 type robustOpts struct {
-	proxy       *dbProxy // if set, the API reaches the database through it
-	env         []string
-	latency     time.Duration
+	proxy   *dbProxy // if set, the API reaches the database through it
+	env     []string
+	latency time.Duration
 }
 
 // startRobustStack seeds the demo users, starts the API with opts.env, and
@@ -90,7 +90,6 @@ func commandEnv(binary, databaseURL string, env []string, args ...string) (strin
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
-
 
 type rideAnswer struct {
 	status     int
@@ -232,8 +231,8 @@ func TestRobustness(t *testing.T) {
 		proxy := newDBProxy(t)
 		const latency = 500 * time.Millisecond
 		stack := startRobustStack(t, binary, &robustOpts{
-			proxy:       proxy,
-			latency:     latency,
+			proxy:   proxy,
+			latency: latency,
 			env: []string{"DB_ACQUIRE_TIMEOUT=500ms", "DB_CONNECT_TIMEOUT=500ms", "DB_STATEMENT_TIMEOUT=500ms",
 				"DB_TX_TIMEOUT=1s", "REQUEST_DEADLINE=5s"},
 		})
