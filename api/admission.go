@@ -15,7 +15,7 @@ import (
 const (
 	// MaxInFlightDefault is the most POST /rides requests in the server at
 	// once, replays included.
-	MaxInFlightDefault = 256
+	MaxInFlightDefault = 64
 
 	// MaxWorkingDefault is the most requests that run the workflow at once
 	// (everything but a replay of a finished key).

@@ -28,7 +28,7 @@ type apiFlags struct {
 	RequestDeadline time.Duration `env:"REQUEST_DEADLINE" default:"40s" help:"How long a request may work once it holds its key, whatever its client does; above STRIPE_TIMEOUT plus DB_TX_TIMEOUT twice, under LOCK_TIMEOUT."`
 
 	APIAdmissionWait time.Duration `env:"API_ADMISSION_WAIT" default:"50ms" help:"How long a request waits for an API_MAX_WORKING place before it answers 503 overloaded."`
-	APIMaxInFlight   int           `env:"API_MAX_IN_FLIGHT" default:"256" help:"Most POST /rides requests in the server at once; the rest answer 503 overloaded at once."`
+	APIMaxInFlight   int           `env:"API_MAX_IN_FLIGHT" default:"64" help:"Most POST /rides requests in the server at once; the rest answer 503 overloaded at once."`
 	APIMaxWorking    int           `env:"API_MAX_WORKING" default:"32" help:"Most requests running the workflow at once (replays of finished keys do not count)."`
 
 	APIShutdownTimeout time.Duration `env:"API_SHUTDOWN_TIMEOUT" help:"How long shutdown lets requests in flight finish before it ends them (default: REQUEST_DEADLINE plus 5s)."`
