@@ -27,6 +27,7 @@ type result struct {
 	seed                  uint64
 	settledIn             time.Duration
 	stripeFakeExited      bool
+	surges                surgeStats
 	unfinishedAfterSettle int
 }
 
@@ -115,6 +116,7 @@ func (r *result) write(w io.Writer) bool {
 		line("rides without a charge", "%d", report.RidesUncharged())
 		line("201 answers not matching their charged ride", "%d", r.answersUnmatched+load.sharedRides)
 	}
+	r.surges.write(line)
 	_ = tw.Flush()
 
 	if r.report != nil {
@@ -124,7 +126,7 @@ func (r *result) write(w io.Writer) bool {
 
 	fmt.Fprintln(w, "\ninvariants:")
 	passed := true
-	for _, c := range r.checks() {
+	for _, c := range append(r.checks(), r.surges.checks()...) {
 		fmt.Fprintf(w, "%-7s %s\n", c.status, c.name)
 		passed = passed && c.status != checkFailed
 	}
