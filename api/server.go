@@ -369,6 +369,7 @@ func Serve(ctx context.Context, addr string, server *Server) error {
 		slog.Duration("request_deadline", server.config.RequestDeadline), slog.Int("max_in_flight", server.config.MaxInFlight),
 		slog.Int("max_working", server.config.MaxWorking))
 
+	go server.admission.releaseMemoryAfterOverload(ctx)
 	errs := make(chan error, 1)
 	go func() { errs <- httpServer.Serve(listener) }()
 	select {
