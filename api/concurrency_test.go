@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rocketrides/rocketrides/api"
 	"github.com/rocketrides/rocketrides/apiclient"
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/db/dbtest"
@@ -41,7 +42,7 @@ func testCreateRideConcurrent(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			pool := dbtest.NewDatabase(t)
-			bundle := setup(t, &setupOpts{exec: pool, engine: &idempotency.EngineConfig{Isolation: isolation}})
+			bundle := setup(t, &setupOpts{exec: pool, engine: &idempotency.EngineConfig{Isolation: isolation}, api: admitAll})
 			value := testfactory.KeyValue()
 
 			start := make(chan struct{})
@@ -126,7 +127,7 @@ func testCreateRideNoTransactionDuringCharge(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	bundle := setup(t, &setupOpts{exec: pool, wrapStripe: wrapStripe})
+	bundle := setup(t, &setupOpts{exec: pool, wrapStripe: wrapStripe, api: admitAll})
 	value := testfactory.KeyValue()
 
 	body := requireCreated(t, bundle.post(bundle.user, value, validForm()))
@@ -159,7 +160,7 @@ func testCreateRideDistinctKeysConcurrent(t *testing.T) {
 			t.Parallel()
 			pool := dbtest.NewDatabase(t)
 			var retries atomic.Int64
-			bundle := setup(t, &setupOpts{exec: pool, engine: &idempotency.EngineConfig{
+			bundle := setup(t, &setupOpts{exec: pool, api: admitAll, engine: &idempotency.EngineConfig{
 				Isolation:   isolation,
 				RetriedFunc: func(error) { retries.Add(1) },
 			}})
@@ -195,7 +196,7 @@ func testCreateRideTwoProcesses(t *testing.T) {
 			t.Parallel()
 			databaseURL := dbtest.NewDatabaseURL(t)
 			engine := &idempotency.EngineConfig{Isolation: isolation}
-			first := setup(t, &setupOpts{exec: newPool(t, databaseURL), engine: engine})
+			first := setup(t, &setupOpts{exec: newPool(t, databaseURL), engine: engine, api: admitAll})
 			second := first.newProcess(t, newPool(t, databaseURL), engine)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
 			t.Cleanup(client.CloseIdleConnections)
@@ -292,6 +293,11 @@ func serveHTTP(t *testing.T, client *http.Client, b *testBundle) postFunc {
 	}
 }
 
+// admitAll admits every client of these tests at once: they test the
+// engine under concurrency, not the shedding of load (see
+// cmd/rocketrides's TestRobustness/Overload).
+var admitAll = &api.ServerConfig{MaxInFlight: 1024, MaxWorking: 1024}
+
 // newProcess returns another API process over b's database and Stripe:
 // its own engine, creator and server on pool, with b's users.
 func (b *testBundle) newProcess(t *testing.T, pool *pgxpool.Pool, engine *idempotency.EngineConfig) *testBundle {
@@ -301,7 +307,7 @@ func (b *testBundle) newProcess(t *testing.T, pool *pgxpool.Pool, engine *idempo
 		declined: b.declined,
 		exec:     pool,
 		fake:     b.fake,
-		server:   newServer(t, pool, b.stripe, engine, &rides.CreatorConfig{AuthMode: b.auth}, nil),
+		server:   newServer(t, pool, b.stripe, engine, &rides.CreatorConfig{AuthMode: b.auth}, admitAll),
 		stripe:   b.stripe,
 		user:     b.user,
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/problem"
 	"github.com/rocketrides/rocketrides/rides"
@@ -18,16 +19,26 @@ import (
 
 // Errors the handlers return before any domain code runs.
 var (
-	errAuthInvalid          = problem.New(http.StatusUnauthorized, "auth-invalid", "Credentials in Authorization were invalid.")
-	errAuthRequired         = problem.New(http.StatusUnauthorized, "auth-required", "Please specify credentials in the Authorization header.")
-	errBodyTooLarge         = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "The request body must be at most 64 KiB.")
-	errNotReady             = problem.New(http.StatusServiceUnavailable, "not-ready", "The database is not reachable.")
+	errAuthInvalid  = problem.New(http.StatusUnauthorized, "auth-invalid", "Credentials in Authorization were invalid.")
+	errAuthRequired = problem.New(http.StatusUnauthorized, "auth-required", "Please specify credentials in the Authorization header.")
+	errBodyTooLarge = problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "The request body must be at most 64 KiB.")
+	errNotReady     = problem.New(http.StatusServiceUnavailable, "not-ready", "The database is not reachable.")
+	errOverloaded   = problem.New(http.StatusServiceUnavailable, "overloaded",
+		"The server is at capacity and did not start this request; nothing was recorded. Please retry with the same Idempotency-Key.")
 	errUnsupportedMediaType = problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Send the body as application/x-www-form-urlencoded or application/json.")
+)
+
+// Why a request's work ended before its definitive response: they wrap the
+// domain code's error (see workError).
+var (
+	errRequestDeadline = errors.New("request deadline exceeded")
+	errShuttingDown    = errors.New("server shutting down")
 )
 
 // Retry-After values, in seconds.
 const (
 	retryAfterConflict    = 1
+	retryAfterOverloaded  = 1
 	retryAfterInProgress  = 2
 	retryAfterRidePending = 5
 	retryAfterUnavailable = 5
@@ -70,6 +81,13 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		problemErr *problem.Details
 	)
 	switch {
+	case ctx.Err() != nil && errors.Is(err, context.Canceled) && !errors.Is(err, errShuttingDown):
+		// The client hung up while the request read the database before it
+		// held a key: nothing to answer, and nobody to answer it to.
+		s.logger.InfoContext(ctx, "api: client hung up", slog.String("error", err.Error()))
+		return problem.New(StatusClientClosedRequest, "client-closed-request", "The client closed the connection."), 0
+	case errors.Is(err, errOverloaded):
+		return errOverloaded, retryAfterOverloaded
 	case errors.As(err, &problemErr):
 		return problemErr, 0
 	case errors.As(err, &ambiguous):
@@ -109,10 +127,22 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 	case errors.Is(err, rides.ErrRidePending):
 		return problem.New(http.StatusConflict, "ride-pending",
 			"The ride's payment is not settled yet. Please retry with the same Idempotency-Key."), retryAfterRidePending
+	case errors.Is(err, errShuttingDown):
+		s.logger.WarnContext(ctx, "api: request ended by shutdown", slog.String("error", err.Error()))
+		return problem.New(http.StatusServiceUnavailable, "shutting-down",
+			"The server is shutting down; this request's key was released. Please retry with the same Idempotency-Key."), retryAfterUnavailable
+	case errors.Is(err, errRequestDeadline):
+		s.logger.WarnContext(ctx, "api: request deadline exceeded", slog.String("error", err.Error()))
+		return problem.New(http.StatusServiceUnavailable, "request-deadline",
+			"The request did not finish within the server's deadline; its key was released. Please retry with the same Idempotency-Key."), retryAfterUnavailable
 	case errors.Is(err, rides.ErrPaymentUnavailable):
 		s.logger.WarnContext(ctx, "api: payment processor unavailable", slog.String("error", err.Error()))
 		return problem.New(http.StatusServiceUnavailable, "payment-unavailable",
 			"The payment processor could not be reached. Please retry with the same Idempotency-Key."), retryAfterUnavailable
+	case db.IsUnavailable(err):
+		s.logger.WarnContext(ctx, "api: database unavailable", slog.String("error", err.Error()))
+		return problem.New(http.StatusServiceUnavailable, "database-unavailable",
+			"The database did not answer in time; whatever this request did is kept. Please retry with the same Idempotency-Key."), retryAfterUnavailable
 	case errors.As(err, &httpErr):
 		details = problem.New(httpErr.Code, "http", http.StatusText(httpErr.Code))
 		if httpErr.Code == http.StatusNotFound {

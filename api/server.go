@@ -31,12 +31,23 @@ const (
 	// MaxBodyBytesDefault is the largest request body accepted.
 	MaxBodyBytesDefault = 64 << 10
 
+	// RequestDeadlineDefault is how long a request that holds its key may
+	// work before it is ended: above the Stripe timeout (20 s) plus the
+	// database's deadlines of the phases around it (db.TxTimeoutDefault
+	// each), and well under the lock timeout (90 s), so that a request's lock
+	// never goes stale while it still works.
+	RequestDeadlineDefault = 40 * time.Second
+
 	// RequestTimeoutDefault is how long the server gives a request to
-	// write its response (http.Server's WriteTimeout, less a margin). A
-	// request's own waits are bounded more tightly: the Stripe timeout, and
-	// the database's.
-	RequestTimeoutDefault = 60 * time.Second
+	// write its response (http.Server's WriteTimeout, less a margin): the
+	// request deadline plus the time to answer.
+	RequestTimeoutDefault = RequestDeadlineDefault + 5*time.Second
 )
+
+// StatusClientClosedRequest is the status recorded (in the metrics and the
+// log) for a request whose client hung up before it was answered: nginx's
+// 499, never sent, and counted apart from the 5xx.
+const StatusClientClosedRequest = 499
 
 // headerIdempotentReplayed marks a response replayed from a finished key,
 // as Stripe does.
@@ -56,6 +67,32 @@ type ServerConfig struct {
 	// Ready reports whether the service can take requests (the database
 	// answers), for GET /readyz. Nil means always ready.
 	Ready func(ctx context.Context) error
+
+	// RequestDeadline bounds the work of a request once it runs the
+	// domain code: from then on the client's cancellation no longer reaches
+	// it (a client that hangs up does not stop a charge half way), and this
+	// deadline, or shutdown, ends it instead. Zero means
+	// RequestDeadlineDefault.
+	RequestDeadline time.Duration
+
+	// MaxInFlight is the most POST /rides requests in the server at once;
+	// the rest answer 503 overloaded at once. Zero means MaxInFlightDefault.
+	MaxInFlight int
+
+	// MaxWorking is the most requests that run the workflow at once
+	// (replays of finished keys do not count); a request that finds none
+	// free within AdmissionWait answers 503 overloaded, before it writes
+	// anything. Zero means MaxWorkingDefault.
+	MaxWorking int
+
+	// AdmissionWait is how long a request waits for a MaxWorking place.
+	// Zero means AdmissionWaitDefault.
+	AdmissionWait time.Duration
+
+	// ShutdownTimeout is how long Serve lets requests in flight finish at
+	// shutdown before it ends them. Zero means the request deadline and a
+	// margin, so that every request ends on its own.
+	ShutdownTimeout time.Duration
 }
 
 // withDefaults returns a copy of c (nil: the zero config) with every default
@@ -66,27 +103,60 @@ func (c *ServerConfig) withDefaults() *ServerConfig {
 		config = *c
 	}
 	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
+	config.RequestDeadline = cmp.Or(config.RequestDeadline, RequestDeadlineDefault)
+	config.MaxInFlight = cmp.Or(config.MaxInFlight, MaxInFlightDefault)
+	config.MaxWorking = cmp.Or(config.MaxWorking, MaxWorkingDefault)
+	config.AdmissionWait = cmp.Or(config.AdmissionWait, AdmissionWaitDefault)
 	return &config
+}
+
+// validate rejects settings the server cannot run with.
+func (c *ServerConfig) validate() error {
+	switch {
+	case c.RequestDeadline < 0:
+		return fmt.Errorf("RequestDeadline must not be negative, got %s", c.RequestDeadline)
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("MaxInFlight must not be negative, got %d", c.MaxInFlight)
+	case c.MaxWorking < 0:
+		return fmt.Errorf("MaxWorking must not be negative, got %d", c.MaxWorking)
+	case c.MaxWorking > c.MaxInFlight:
+		return fmt.Errorf("MaxWorking must not exceed MaxInFlight (%d), got %d", c.MaxInFlight, c.MaxWorking)
+	case c.AdmissionWait < 0:
+		return fmt.Errorf("AdmissionWait must not be negative, got %s", c.AdmissionWait)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
+	}
+	return nil
 }
 
 // Server serves the rocket-rides API.
 type Server struct {
-	config  *ServerConfig
-	creator *rides.Creator
-	echo    *echo.Echo
-	logger  *slog.Logger
+	admission *admission
+	config    *ServerConfig
+	creator   *rides.Creator
+	echo      *echo.Echo
+	logger    *slog.Logger
+
+	// abortCtx is cancelled, with errShuttingDown, when shutdown has waited
+	// long enough: it ends the work of every request still running.
+	abortCtx context.Context
+	abort    context.CancelCauseFunc
 }
 
 // NewServer returns a server that creates rides with creator. A nil config
-// means every default. Its only error is a missing creator: ServerConfig has
-// no setting that can be nonsense.
+// means every default.
 func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 	if creator == nil {
 		return nil, errors.New("api server: a creator is required")
 	}
 	config = config.withDefaults()
+	if err := config.validate(); err != nil {
+		return nil, fmt.Errorf("api server: %w", err)
+	}
 	logger := config.Logger
 	s := &Server{config: config, creator: creator, echo: echo.New(), logger: logger}
+	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
+	s.admission = newAdmission(config.MaxInFlight, config.MaxWorking, config.AdmissionWait)
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
 	s.echo.IPExtractor = echo.ExtractIPDirect()
@@ -99,9 +169,9 @@ func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 		},
 	}), allowMethods)
 
-	s.echo.POST(rides.RequestPath, s.createRide)
-	s.echo.GET("/rides/:id", s.getRide)
-	s.echo.POST("/rides/:id/cancel", s.cancelRide)
+	s.echo.POST(rides.RequestPath, s.createRide, s.admission.admit)
+	s.echo.GET("/rides/:id", s.getRide, s.admission.admit)
+	s.echo.POST("/rides/:id/cancel", s.cancelRide, s.admission.admit)
 	s.echo.GET("/healthz", s.healthz)
 	s.echo.GET("/readyz", s.readyz)
 	return s, nil
@@ -157,7 +227,12 @@ func (s *Server) createRide(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	response, err := s.creator.Create(c.Request().Context(), &rides.Request{
+	ctx, done, err := s.beginWork(c, auth.known)
+	if err != nil {
+		return err
+	}
+	defer done()
+	response, err := s.creator.Create(ctx, &rides.Request{
 		IdempotencyKey: auth.key,
 		Known:          auth.known,
 		OriginIP:       originIP(c),
@@ -166,7 +241,7 @@ func (s *Server) createRide(c echo.Context) error {
 		User:           auth.user,
 	})
 	if err != nil {
-		return err
+		return workError(ctx, err)
 	}
 	return writeResponse(c, response)
 }
@@ -187,7 +262,12 @@ func (s *Server) cancelRide(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	response, err := s.creator.Cancel(c.Request().Context(), &rides.CancelRequest{
+	ctx, done, err := s.beginWork(c, auth.known)
+	if err != nil {
+		return err
+	}
+	defer done()
+	response, err := s.creator.Cancel(ctx, &rides.CancelRequest{
 		IdempotencyKey: auth.key,
 		Known:          auth.known,
 		OriginIP:       originIP(c),
@@ -195,9 +275,27 @@ func (s *Server) cancelRide(c echo.Context) error {
 		User:           auth.user,
 	})
 	if err != nil {
-		return err
+		return workError(ctx, err)
 	}
 	return writeResponse(c, response)
+}
+
+// beginWork admits a keyed request to the bound on requests at work (a
+// replay of a finished key skips it: replays are the last to be shed) and
+// returns the context its domain code runs on: no longer the client's, so
+// a hang-up cannot stop it half-way, but bounded by the request deadline and
+// ended by shutdown. The caller calls done once the work is over.
+func (s *Server) beginWork(c echo.Context, known *idempotency.KnownKey) (context.Context, func(), error) {
+	ctx := c.Request().Context()
+	release := func() {}
+	if known == nil || known.RecoveryPoint != idempotency.RecoveryPointFinished {
+		var err error
+		if release, err = s.admission.work(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	ctx, cancel := s.workContext(ctx)
+	return ctx, func() { cancel(); release() }, nil
 }
 
 // getRide is GET /rides/{id}: the user's ride with its status. No
@@ -236,6 +334,32 @@ func writeResponse(c echo.Context, response *idempotency.Response) error {
 		c.Response().Header().Set(headerIdempotentReplayed, "true")
 	}
 	return c.Blob(response.Status, contentType(response.Status), response.Body)
+}
+
+// workContext returns the context the domain code of a request runs in: the
+// request's values without its cancellation, ended by the request deadline
+// or by shutdown's abort.
+func (s *Server) workContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), s.config.RequestDeadline, errRequestDeadline)
+	stop := context.AfterFunc(s.abortCtx, func() { cancel() })
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// workError names why a request's work ended, when its deadline or shutdown
+// ended it: the domain code's own error (a phase's, Stripe's) says only
+// that its context was done.
+func workError(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	cause := context.Cause(ctx)
+	if errors.Is(cause, context.Canceled) {
+		cause = errShuttingDown // the abort cancels without a cause of its own
+	}
+	return fmt.Errorf("%w: %w", cause, err)
 }
 
 // originIP is the client's address, for the audit record; the unspecified
@@ -331,6 +455,11 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		status := c.Response().Status
+		if c.Request().Context().Err() != nil {
+			// The client hung up before it was answered (or as it was): its
+			// own doing, counted apart from the 5xx.
+			status = StatusClientClosedRequest
+		}
 		elapsed := time.Since(start)
 		route := c.Path()
 		if route == "" {
@@ -351,41 +480,70 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// Serve serves handler on addr until ctx is done, then shuts down
-// gracefully: it stops accepting connections and waits up to
-// shutdownTimeout for requests in flight.
-func Serve(ctx context.Context, addr string, handler http.Handler, logger *slog.Logger) error {
-	const shutdownTimeout = 10 * time.Second
-	server := &http.Server{
+// shutdownMargin is what shutdown allows past the request deadline: the
+// time to answer, and for an ended request to release its key.
+const shutdownMargin = 5 * time.Second
+
+// Serve serves server on addr until ctx is done, then shuts down: it stops
+// accepting connections, lets the requests in flight finish for up to
+// ShutdownTimeout (by default the request deadline and a margin, so that a
+// request waiting on Stripe gets its answer), then ends the work of those
+// still running, which release their keys and answer 503 shutting-down, and
+// waits for them up to the margin again. It returns nil when shutdown went
+// so.
+func Serve(ctx context.Context, addr string, server *Server) error {
+	logger := server.logger
+	httpServer := &http.Server{
 		Addr:              addr,
-		Handler:           handler,
+		Handler:           server,
 		IdleTimeout:       2 * time.Minute,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      RequestTimeoutDefault + 5*time.Second,
+		WriteTimeout:      server.config.RequestDeadline + shutdownMargin,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	logger.InfoContext(ctx, "api: listening", slog.String("addr", listener.Addr().String()))
+	logger.InfoContext(ctx, "api: listening", slog.String("addr", listener.Addr().String()),
+		slog.Duration("request_deadline", server.config.RequestDeadline), slog.Int("max_in_flight", server.config.MaxInFlight),
+		slog.Int("max_working", server.config.MaxWorking))
 
+	go server.admission.releaseMemoryAfterOverload(ctx)
 	errs := make(chan error, 1)
-	go func() { errs <- server.Serve(listener) }()
+	go func() { errs <- httpServer.Serve(listener) }()
 	select {
 	case err := <-errs:
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
-	logger.InfoContext(ctx, "api: shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	shutdownTimeout := server.ShutdownTimeout()
+	logger.InfoContext(ctx, "api: shutting down", slog.Duration("shutdown_timeout", shutdownTimeout))
+	ctx = context.WithoutCancel(ctx)
+	shutdownCtx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 	defer cancel()
-	if err := server.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutting down: %w", err)
+	if err := httpServer.Shutdown(shutdownCtx); err == nil {
+		logger.InfoContext(ctx, "api: stopped")
+		return nil
+	}
+	logger.WarnContext(ctx, "api: ending requests still running at the shutdown timeout")
+	server.abort(errShuttingDown)
+	abortCtx, cancel := context.WithTimeout(ctx, shutdownMargin)
+	defer cancel()
+	if err := httpServer.Shutdown(abortCtx); err != nil {
+		_ = httpServer.Close()
+		return fmt.Errorf("shutting down: requests still running %s after they were ended: %w", shutdownMargin, err)
 	}
 	logger.InfoContext(ctx, "api: stopped")
 	return nil
+}
+
+// ShutdownTimeout is how long shutdown lets requests in flight finish
+// before it ends them: ServerConfig.ShutdownTimeout, or the request
+// deadline and a margin.
+func (s *Server) ShutdownTimeout() time.Duration {
+	return cmp.Or(s.config.ShutdownTimeout, s.config.RequestDeadline+shutdownMargin)
 }
 
 func contentType(status int) string {

@@ -126,6 +126,9 @@ func (h *harness) runPhases(ctx context.Context, res *result) error {
 		return err
 	}
 	defer pool.Close()
+	if err := h.runSurges(ctx, pool, res); err != nil {
+		return err
+	}
 	if err := h.settle(ctx, pool, res); err != nil {
 		return err
 	}
@@ -265,7 +268,7 @@ func (h *harness) startAPI(ctx context.Context) error {
 		h.apiPort = port
 	}
 	// The load authenticates as the demo users, by email.
-	api, err := h.start("api", []string{"API_HOST=127.0.0.1", "API_PORT=" + strconv.Itoa(h.apiPort), "AUTH_MODE=demo"}, "api")
+	api, err := h.start("api", []string{"API_HOST=127.0.0.1", "API_PORT=" + strconv.Itoa(h.apiPort), "AUTH_MODE=demo", "REQUEST_DEADLINE=" + requestDeadline}, "api")
 	if err != nil {
 		return err
 	}

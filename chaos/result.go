@@ -29,6 +29,7 @@ type result struct {
 	seed                  uint64
 	settledIn             time.Duration
 	stripeFakeExited      bool
+	surges                surgeStats
 	unfinishedAfterSettle int
 }
 
@@ -136,6 +137,7 @@ func (r *result) write(w io.Writer) bool {
 		line("refunds", "%d (charges refunded twice: %d)", report.Refunds, report.ChargesRefundedTwice.Count)
 		line("200 cancel answers not matching their cancelled ride", "%d", r.cancelsUnmatched+cancels.sharedRides)
 	}
+	r.surges.write(line)
 	_ = tw.Flush()
 
 	if r.report != nil {
@@ -145,7 +147,7 @@ func (r *result) write(w io.Writer) bool {
 
 	fmt.Fprintln(w, "\ninvariants:")
 	passed := true
-	for _, c := range r.checks() {
+	for _, c := range append(r.checks(), r.surges.checks()...) {
 		fmt.Fprintf(w, "%-7s %s\n", c.status, c.name)
 		passed = passed && c.status != checkFailed
 	}

@@ -2,12 +2,14 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Executor is what code that opens its own transactions runs on. A
@@ -56,7 +58,17 @@ type TxOptions struct {
 	// RetriedFunc, if set, is called before each retry with the error that
 	// caused it.
 	RetriedFunc func(err error)
+
+	// Timeout bounds each attempt, from BEGIN (and the wait for a
+	// connection) to COMMIT. Zero means no bound but ctx's.
+	Timeout time.Duration
 }
+
+// ErrCommitInDoubt means a transaction's COMMIT may or may not have taken
+// effect: the connection failed, or the context ended, before the server's
+// answer arrived. The caller reads again what the transaction wrote to find
+// out.
+var ErrCommitInDoubt = errors.New("commit outcome unknown")
 
 const (
 	// TxMaxAttemptsDefault is how many times WithTx runs a transaction that
@@ -83,7 +95,7 @@ func WithTx(ctx context.Context, exec Executor, opts TxOptions, fn func(ctx cont
 		maxAttempts = TxMaxAttemptsDefault
 	}
 	for attempt := 1; ; attempt++ {
-		err := runTx(ctx, exec, opts.Isolation, fn)
+		err := runTx(ctx, exec, opts.Isolation, opts.Timeout, fn)
 		if err == nil || !IsRetryable(err) || attempt >= maxAttempts {
 			return err
 		}
@@ -107,7 +119,12 @@ func WithTxV[T any](ctx context.Context, exec Executor, opts TxOptions, fn func(
 	return result, err
 }
 
-func runTx(ctx context.Context, exec Executor, isolation pgx.TxIsoLevel, fn func(ctx context.Context, tx pgx.Tx) error) error {
+func runTx(ctx context.Context, exec Executor, isolation pgx.TxIsoLevel, timeout time.Duration, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	tx, err := exec.BeginTx(ctx, pgx.TxOptions{IsoLevel: isolation})
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
@@ -122,7 +139,12 @@ func runTx(ctx context.Context, exec Executor, isolation pgx.TxIsoLevel, fn func
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("committing transaction: %w", err)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
+			// The server answered: the transaction rolled back.
+			return fmt.Errorf("committing transaction: %w", err)
+		}
+		return fmt.Errorf("committing transaction: %w: %w", ErrCommitInDoubt, err)
 	}
 	return nil
 }

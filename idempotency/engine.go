@@ -72,6 +72,11 @@ type EngineConfig struct {
 	// RetriedFunc, if set, is called each time a phase's transaction is
 	// retried, for metrics.
 	RetriedFunc func(err error)
+
+	// TxTimeout bounds each attempt of a phase's transaction, from the
+	// wait for its connection to its commit. Zero means
+	// db.TxTimeoutDefault.
+	TxTimeout time.Duration
 }
 
 // withDefaults returns a copy of c (nil: the zero config) with every default
@@ -85,6 +90,7 @@ func (c *EngineConfig) withDefaults() *EngineConfig {
 	config.Isolation = cmp.Or(config.Isolation, pgx.ReadCommitted)
 	config.LockTimeout = cmp.Or(config.LockTimeout, LockTimeoutDefault)
 	config.Logger = cmp.Or(config.Logger, slog.New(slog.DiscardHandler))
+	config.TxTimeout = cmp.Or(config.TxTimeout, db.TxTimeoutDefault)
 	if config.MaxAttempts == 0 && config.Isolation == pgx.Serializable {
 		config.MaxAttempts = MaxAttemptsSerializableDefault
 	}
@@ -101,6 +107,8 @@ func (c *EngineConfig) validate() error {
 		return fmt.Errorf("LockTimeout must not be negative, got %s", c.LockTimeout)
 	case c.MaxAttempts < 0:
 		return fmt.Errorf("MaxAttempts must not be negative, got %d", c.MaxAttempts)
+	case c.TxTimeout < 0:
+		return fmt.Errorf("TxTimeout must not be negative, got %s", c.TxTimeout)
 	}
 	return nil
 }
@@ -133,6 +141,7 @@ type Engine struct {
 	logger  *slog.Logger
 	queries *db.Queries
 	txOpts  db.TxOptions
+	unlocks *unlocker
 
 	mu        sync.RWMutex
 	workflows map[string]*Workflow
@@ -151,10 +160,12 @@ func NewEngine(exec db.Executor, config *EngineConfig) (*Engine, error) {
 		exec:    exec,
 		logger:  config.Logger,
 		queries: db.New(),
+		unlocks: newUnlocker(),
 		txOpts: db.TxOptions{
 			Isolation:   config.Isolation,
 			MaxAttempts: config.MaxAttempts,
 			RetriedFunc: config.RetriedFunc,
+			Timeout:     config.TxTimeout,
 		},
 		workflows: make(map[string]*Workflow),
 	}, nil
@@ -333,6 +344,13 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, wf *Workflow, startP
 		}
 		return run, err
 	})
+	if err != nil && run != nil && !run.replayed {
+		if key := e.resolveCommit(ctx, err, "", run.key); key != nil {
+			run.key, err = key, nil
+		} else if errors.Is(err, db.ErrCommitInDoubt) {
+			e.unlock(ctx, run.key)
+		}
+	}
 	if err != nil {
 		return nil, e.conflict(err)
 	}
@@ -396,18 +414,6 @@ func (e *Engine) applyPhase(ctx context.Context, tx pgx.Tx, wf *Workflow, key *d
 	return key, nil
 }
 
-// unlock releases key's lock if this request still owns it. It runs even
-// when ctx is done (the client went away), so the next attempt need not wait
-// for the lock to time out.
-func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_, err := e.queries.IdempotencyKeyUnlock(ctx, e.exec, &db.IdempotencyKeyUnlockParams{ID: key.ID, LockToken: key.LockToken})
-	if err != nil {
-		e.logger.ErrorContext(ctx, "idempotency: failed to unlock key", slog.Int64("idempotency_key_id", key.ID), slog.String("error", err.Error()))
-	}
-}
-
 func (e *Engine) observePhase(recoveryPoint string, start time.Time) {
 	if e.config.ObservePhaseFunc != nil {
 		e.config.ObservePhaseFunc(recoveryPoint, time.Since(start))
@@ -446,6 +452,7 @@ func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 		return err
 	}
 	start := time.Now()
+	before := r.key.RecoveryPoint
 	key, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*db.IdempotencyKey, error) {
 		key, err := e.queries.IdempotencyKeyGetLockedForUpdate(ctx, tx, &db.IdempotencyKeyGetLockedForUpdateParams{
 			ID:        r.key.ID,
@@ -460,7 +467,9 @@ func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 		return e.applyPhase(ctx, tx, r.workflow, key, phase)
 	})
 	if err != nil {
-		return e.conflict(err)
+		if key = e.resolveCommit(ctx, err, before, key); key == nil {
+			return e.conflict(err)
+		}
 	}
 	e.observePhase(key.RecoveryPoint, start)
 	lockToken := r.key.LockToken

@@ -65,7 +65,7 @@ func New() *Metrics {
 		}, []string{"route", "method"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rocketrides_api_requests_total",
-			Help: "API requests, by route, method and status.",
+			Help: "API requests, by route, method and status; 499 is a client that hung up before its answer.",
 		}, []string{"route", "method", "status"}),
 		txRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rocketrides_tx_retries_total",

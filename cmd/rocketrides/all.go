@@ -53,7 +53,7 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	if err := seedUsers(ctx, p.pool, p.stripe, g.logger("seed"), apiKeysOut(p.creator.AuthMode())); err != nil {
 		return err
 	}
-	server, err := api.NewServer(p.creator, &api.ServerConfig{Logger: g.logger("api"), Metrics: p.metrics, Ready: p.pool.Ping})
+	server, err := api.NewServer(p.creator, c.serverConfig(p, g.logger("api")))
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func (c *allCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer adminServer.Stop()
 	group.Go(func() error {
-		return api.Serve(ctx, c.addr(), server, g.logger("api"))
+		return api.Serve(ctx, c.addr(), server)
 	})
 	if simulator != nil {
 		group.Go(func() error {

@@ -18,6 +18,8 @@ type Globals struct {
 	DatabaseURL string `env:"DATABASE_URL" default:"postgres://127.0.0.1:5432/rocketrides?sslmode=disable" help:"PostgreSQL connection URL."`
 	LogFormat   string `env:"LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 	LogLevel    string `env:"LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Lowest level logged: debug, info, warn or error."`
+
+	dbFlags
 }
 
 // logger returns the process's logger; every line names the process.
@@ -36,7 +38,7 @@ func (g *Globals) logger(process string) *slog.Logger {
 // process fails at start-up, saying to run `rocketrides migrate up`, rather
 // than at its first query.
 func (g *Globals) pool(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
-	pool, err := db.NewPool(ctx, g.DatabaseURL, maxConns)
+	pool, err := db.NewPoolWithConfig(ctx, g.DatabaseURL, g.poolConfig(maxConns))
 	if db.IsUndefinedDatabase(err) {
 		return nil, fmt.Errorf("%w: run `rocketrides migrate up`, which creates it", err)
 	}

@@ -57,7 +57,7 @@ func newProcess(ctx context.Context, g *Globals, config *processConfig) (*proces
 	}
 	p := &process{logger: g.logger(config.name), metrics: metrics.New(), pool: pool, stripe: config.stripe}
 	if config.phase != nil {
-		if p.creator, err = p.newCreator(config.phase, rides.AuthMode(config.authMode)); err != nil {
+		if p.creator, err = p.newCreator(&g.dbFlags, config.phase, rides.AuthMode(config.authMode)); err != nil {
 			pool.Close()
 			return nil, err
 		}
@@ -67,30 +67,47 @@ func newProcess(ctx context.Context, g *Globals, config *processConfig) (*proces
 
 // newCreator builds the ride workflow on the process's pool and Stripe,
 // authenticating requests in authMode.
-func (p *process) newCreator(phase *phaseFlags, authMode rides.AuthMode) (*rides.Creator, error) {
+func (p *process) newCreator(dbFlags *dbFlags, phase *phaseFlags, authMode rides.AuthMode) (*rides.Creator, error) {
 	isolation, err := db.ParseIsolation(phase.PhaseIsolation)
 	if err != nil {
 		return nil, err
 	}
-	engine, err := idempotency.NewEngine(p.pool, &idempotency.EngineConfig{
+	bounded, err := dbFlags.bounded(p.pool)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := idempotency.NewEngine(bounded, &idempotency.EngineConfig{
 		Isolation:        isolation,
 		LockTimeout:      phase.LockTimeout,
 		Logger:           p.logger,
 		ObservePhaseFunc: p.metrics.ObservePhase,
 		RetriedFunc:      p.metrics.TxRetried,
+		TxTimeout:        dbFlags.DBTxTimeout,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return rides.NewCreator(p.pool, engine, p.stripe, &rides.CreatorConfig{
+	return rides.NewCreator(bounded, engine, p.stripe, &rides.CreatorConfig{
 		AuthMode:                authMode,
 		Logger:                  p.logger,
 		StripeIdempotencyWindow: phase.StripeIdempotencyWindow,
 	})
 }
 
-// close closes the process's pool.
+// engineCloseTimeout bounds the wait, at exit, for the unlocks the engine
+// still retries in the background.
+const engineCloseTimeout = 10 * time.Second
+
+// close waits for the engine's unlocks still pending, then closes the
+// process's pool.
 func (p *process) close() {
+	if p.creator != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), engineCloseTimeout)
+		defer cancel()
+		if err := p.creator.Engine().Close(ctx); err != nil {
+			p.logger.Error("idempotency: " + err.Error())
+		}
+	}
 	p.pool.Close()
 }
 
