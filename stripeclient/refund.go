@@ -39,7 +39,7 @@ func (c *Client) RefundCreate(ctx context.Context, params *RefundParams) (*strip
 		stripeParams.Reason = stripe.String(params.Reason)
 	}
 	stripeParams.SetIdempotencyKey(params.IdempotencyKey)
-	refund, err := c.api.Refunds.New(stripeParams)
+	refund, err := c.refunds.New(stripeParams)
 	if err != nil {
 		return nil, fmt.Errorf("creating Stripe refund of charge %s: %w", params.Charge, err)
 	}
@@ -68,7 +68,7 @@ func (c *Client) RefundList(ctx context.Context, charge string, fn func(*stripe.
 	if charge != "" {
 		params.Charge = stripe.String(charge)
 	}
-	iter := c.api.Refunds.List(params)
+	iter := c.refunds.List(params)
 	for iter.Next() {
 		if !fn(iter.Refund()) {
 			return nil

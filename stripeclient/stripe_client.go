@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
-	"github.com/stripe/stripe-go/v76/client"
+	"github.com/stripe/stripe-go/v76/charge"
+	"github.com/stripe/stripe-go/v76/customer"
+	"github.com/stripe/stripe-go/v76/refund"
 )
 
 // Defaults of ClientConfig.
@@ -72,9 +74,14 @@ func (c *ClientConfig) validate() error {
 	return nil
 }
 
-// Client calls Stripe. It is safe for concurrent use.
+// Client calls Stripe. It is safe for concurrent use. It holds stripe-go's
+// client of each resource it uses, not the client of every resource
+// (stripe-go/client): that one links in some 130 packages, over half of a
+// cold build of rocketrides.
 type Client struct {
-	api *client.API
+	charges   *charge.Client
+	customers *customer.Client
+	refunds   *refund.Client
 }
 
 // NewClient returns a client for the Stripe at config.APIBase. A nil config
@@ -96,7 +103,11 @@ func NewClient(config *ClientConfig) (*Client, error) {
 		MaxNetworkRetries: stripe.Int64(0),
 		URL:               stripe.String(config.APIBase),
 	})
-	return &Client{api: client.New(config.APIKey, backends)}, nil
+	return &Client{
+		charges:   &charge.Client{B: backends.API, Key: config.APIKey},
+		customers: &customer.Client{B: backends.API, Key: config.APIKey},
+		refunds:   &refund.Client{B: backends.API, Key: config.APIKey},
+	}, nil
 }
 
 // ChargeParams is a charge to create.
@@ -121,7 +132,7 @@ func (c *Client) ChargeCreate(ctx context.Context, params *ChargeParams) (*strip
 		Description: stripe.String(params.Description),
 	}
 	stripeParams.SetIdempotencyKey(params.IdempotencyKey)
-	charge, err := c.api.Charges.New(stripeParams)
+	charge, err := c.charges.New(stripeParams)
 	if err != nil {
 		return nil, fmt.Errorf("creating Stripe charge: %w", err)
 	}
@@ -131,7 +142,7 @@ func (c *Client) ChargeCreate(ctx context.Context, params *ChargeParams) (*strip
 // ChargeGet returns the charge with id, as Stripe has it now (refunded
 // amount included).
 func (c *Client) ChargeGet(ctx context.Context, id string) (*stripe.Charge, error) {
-	charge, err := c.api.Charges.Get(id, &stripe.ChargeParams{Params: stripe.Params{Context: ctx}})
+	charge, err := c.charges.Get(id, &stripe.ChargeParams{Params: stripe.Params{Context: ctx}})
 	if err != nil {
 		return nil, fmt.Errorf("getting Stripe charge %s: %w", id, err)
 	}
@@ -160,7 +171,7 @@ func (c *Client) ChargeList(ctx context.Context, customer string, fn func(*strip
 	if customer != "" {
 		params.Customer = stripe.String(customer)
 	}
-	iter := c.api.Charges.List(params)
+	iter := c.charges.List(params)
 	for iter.Next() {
 		if !fn(iter.Charge()) {
 			return nil
@@ -175,7 +186,7 @@ func (c *Client) ChargeList(ctx context.Context, customer string, fn func(*strip
 // CustomerCreate creates a customer paying with source (a token such as
 // tok_visa) and returns its id.
 func (c *Client) CustomerCreate(ctx context.Context, email, source string) (string, error) {
-	customer, err := c.api.Customers.New(&stripe.CustomerParams{
+	customer, err := c.customers.New(&stripe.CustomerParams{
 		Params:      stripe.Params{Context: ctx},
 		Description: stripe.String("Customer for " + email),
 		Email:       stripe.String(email),
@@ -189,7 +200,7 @@ func (c *Client) CustomerCreate(ctx context.Context, email, source string) (stri
 
 // CustomerExists reports whether Stripe knows the customer.
 func (c *Client) CustomerExists(ctx context.Context, id string) (bool, error) {
-	customer, err := c.api.Customers.Get(id, &stripe.CustomerParams{Params: stripe.Params{Context: ctx}})
+	customer, err := c.customers.Get(id, &stripe.CustomerParams{Params: stripe.Params{Context: ctx}})
 	var stripeErr *stripe.Error
 	if errors.As(err, &stripeErr) && stripeErr.HTTPStatusCode == http.StatusNotFound {
 		return false, nil
