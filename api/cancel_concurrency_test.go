@@ -34,7 +34,7 @@ func TestCancelRideConcurrent(t *testing.T) {
 				t.Parallel()
 				ctx := context.Background()
 				pool := dbtest.NewDatabase(t)
-				bundle := setup(t, &setupOpts{exec: pool, engine: &idempotency.EngineConfig{Isolation: isolation}})
+				bundle := setup(t, &setupOpts{exec: pool, engine: &idempotency.EngineConfig{Isolation: isolation}, api: admitAll})
 				ride := bundle.chargedRide(t, bundle.user)
 				values := make([]string, numRequests)
 				for i := range values {

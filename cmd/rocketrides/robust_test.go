@@ -68,7 +68,8 @@ func startRobustStack(t *testing.T, binary string, opts *robustOpts) *robustStac
 	}
 	var output bytes.Buffer
 	cmd := exec.Command(binary, "api", "--api-port", strconv.Itoa(port), "--admin-port", "127.0.0.1:"+strconv.Itoa(freePort(t)))
-	cmd.Env = append(append(append(os.Environ(), "DATABASE_URL="+apiDatabaseURL, "LOG_LEVEL=info"), stripeEnv...), opts.env...)
+	// The clients authenticate as the demo users, by email.
+	cmd.Env = append(append(append(os.Environ(), "DATABASE_URL="+apiDatabaseURL, "LOG_LEVEL=info", "AUTH_MODE=demo"), stripeEnv...), opts.env...)
 	cmd.Stdout, cmd.Stderr = &output, &output
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
