@@ -184,7 +184,7 @@ func openDatabase(ctx context.Context, cfg *config, counter *dbCounter) (*pgxpoo
 		pool.Close()
 		return nil, err
 	}
-	if _, err := pool.Exec(ctx, "TRUNCATE idempotency_keys, rides, audit_records, staged_jobs, users"); err != nil {
+	if _, err := pool.Exec(ctx, "TRUNCATE idempotency_keys, rides, ride_cancellations, audit_records, staged_jobs, api_keys, users"); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("emptying database: %w", err)
 	}

@@ -213,7 +213,7 @@ func startProfile(path string) (func() error, error) {
 
 // truncate empties every table the scenarios write, keeping the users.
 func truncate(ctx context.Context, pool *pgxpool.Pool) error {
-	_, err := pool.Exec(ctx, "TRUNCATE idempotency_keys, rides, audit_records, staged_jobs")
+	_, err := pool.Exec(ctx, "TRUNCATE idempotency_keys, rides, ride_cancellations, audit_records, staged_jobs")
 	if err != nil {
 		return fmt.Errorf("emptying tables: %w", err)
 	}
