@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rocketrides/rocketrides/faultproxy"
 )
 
 // Settings of the surges that follow the load: clients that hang up, a
@@ -214,16 +218,21 @@ func (h *harness) burst(ctx context.Context, pool *pgxpool.Pool, s *surgeStats) 
 // freezes the proxy while requests are in flight, and checks the answers,
 // the locks once the database is back, and the retries.
 func (h *harness) stall(ctx context.Context, pool *pgxpool.Pool, s *surgeStats) error {
-	proxy, err := newDBProxy(h.config.databaseURL)
+	databaseURL, err := url.Parse(h.config.databaseURL)
+	if err != nil {
+		return fmt.Errorf("parsing database URL: %w", err)
+	}
+	proxy, err := faultproxy.NewProxy(databaseURL.Host)
 	if err != nil {
 		return err
 	}
-	defer proxy.close()
+	defer proxy.Close()
+	databaseURL.Host = proxy.Addr()
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	env := append([]string{"API_HOST=127.0.0.1", "API_PORT=" + strconv.Itoa(port), "DATABASE_URL=" + proxy.databaseURL,
+	env := append([]string{"API_HOST=127.0.0.1", "API_PORT=" + strconv.Itoa(port), "DATABASE_URL=" + databaseURL.String(),
 		"ADMIN_PORT=127.0.0.1:0", "AUTH_MODE=demo"}, stallAPIEnv...)
 	api, err := h.start("api-stall", env, "api")
 	if err != nil {
@@ -247,13 +256,13 @@ func (h *harness) stall(ctx context.Context, pool *pgxpool.Pool, s *surgeStats) 
 		})
 	}
 	time.Sleep(50 * time.Millisecond)
-	proxy.set(proxyFreeze)
+	proxy.Set(faultproxy.Freeze)
 	frozen := time.Now()
 	wg.Wait()
 	if !sleep(ctx, time.Until(frozen.Add(stallFor))) {
 		return ctx.Err()
 	}
-	proxy.set(proxyPass)
+	proxy.Set(faultproxy.Pass)
 	s.stallAnswers = make(map[string]int)
 	for _, a := range answers {
 		s.stallAnswers[a.label()]++

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/db/dbtest"
+	"github.com/rocketrides/rocketrides/faultproxy"
 	"github.com/rocketrides/rocketrides/stripefake"
 )
 
@@ -33,12 +33,13 @@ type robustStack struct {
 	api    *exec.Cmd
 	output *bytes.Buffer
 	pool   *pgxpool.Pool
-	stripe string // the fake's base URL
-	url    string // the API's base URL
+	proxy  *faultproxy.Proxy // with robustOpts.proxy: between the API and the database
+	stripe string            // the fake's base URL
+	url    string            // the API's base URL
 }
 
 type robustOpts struct {
-	proxy   *dbProxy // if set, the API reaches the database through it
+	proxy   bool // the API reaches the database through a faultproxy
 	env     []string
 	latency time.Duration
 }
@@ -59,11 +60,14 @@ func startRobustStack(t *testing.T, binary string, opts *robustOpts) *robustStac
 
 	port := freePort(t)
 	apiDatabaseURL := databaseURL
-	if opts.proxy != nil {
+	var proxy *faultproxy.Proxy
+	if opts.proxy {
 		u, err := url.Parse(databaseURL)
 		require.NoError(t, err)
-		opts.proxy.target = u.Host
-		u.Host = opts.proxy.addr()
+		proxy, err = faultproxy.NewProxy(u.Host)
+		require.NoError(t, err)
+		t.Cleanup(proxy.Close)
+		u.Host = proxy.Addr()
 		apiDatabaseURL = u.String()
 	}
 	var output bytes.Buffer
@@ -82,7 +86,7 @@ func startRobustStack(t *testing.T, binary string, opts *robustOpts) *robustStac
 			t.Logf("api output:\n%s", &output)
 		}
 	})
-	return &robustStack{api: cmd, output: &output, pool: pool, stripe: fake.URL, url: apiURL}
+	return &robustStack{api: cmd, output: &output, pool: pool, proxy: proxy, stripe: fake.URL, url: apiURL}
 }
 
 func commandEnv(binary, databaseURL string, env []string, args ...string) (string, error) {
@@ -229,16 +233,15 @@ func TestRobustness(t *testing.T) {
 	// locked once the database is back, and the retries get their 201.
 	t.Run("DatabaseStallAndCut", func(t *testing.T) {
 		t.Parallel()
-		proxy := newDBProxy(t)
 		const latency = 500 * time.Millisecond
 		stack := startRobustStack(t, binary, &robustOpts{
-			proxy:   proxy,
+			proxy:   true,
 			latency: latency,
 			env: []string{"DB_ACQUIRE_TIMEOUT=500ms", "DB_CONNECT_TIMEOUT=500ms", "DB_STATEMENT_TIMEOUT=500ms",
 				"DB_TX_TIMEOUT=1s", "REQUEST_DEADLINE=5s"},
 		})
 		const bound = 3 * time.Second // acquire, connect and transaction, and a margin
-		for _, fault := range []string{proxyFreeze, proxyCut} {
+		for _, fault := range []faultproxy.Mode{faultproxy.Freeze, faultproxy.Cut} {
 			var (
 				wg      sync.WaitGroup
 				answers = make([]rideAnswer, 6)
@@ -247,11 +250,11 @@ func TestRobustness(t *testing.T) {
 				wg.Go(func() { answers[i] = stack.post(context.Background(), fmt.Sprintf("%s-%d", fault, i)) })
 			}
 			time.Sleep(latency / 2) // the requests are at Stripe
-			proxy.set(fault)
+			stack.proxy.Set(fault)
 			wg.Wait()
 			faultStart := time.Now()
 			// Requests sent during the fault answer at once, too.
-			during := stack.post(context.Background(), fault+"-during")
+			during := stack.post(context.Background(), string(fault)+"-during")
 			for i, answer := range append(answers, during) {
 				require.NoError(t, answer.err, "%s %d", fault, i)
 				require.Equal(t, http.StatusServiceUnavailable, answer.status, "%s %d: %s", fault, i, answer.body)
@@ -259,7 +262,7 @@ func TestRobustness(t *testing.T) {
 				require.Less(t, answer.elapsed, latency+bound, "%s %d", fault, i)
 			}
 			time.Sleep(time.Until(faultStart.Add(2 * time.Second)))
-			proxy.set(proxyPass)
+			stack.proxy.Set(faultproxy.Pass)
 			stack.requireNoLockedKeys(t, 5*time.Second)
 			for i := range answers {
 				answer := stack.retryUntilDone(t, fmt.Sprintf("%s-%d", fault, i))
@@ -352,112 +355,4 @@ func sendAndStop(t *testing.T, stack *robustStack, n int, within time.Duration) 
 	require.NoError(t, stack.stop(t, within), "api exit status:\n%s", stack.output)
 	wg.Wait()
 	return answers
-}
-
-// Modes of dbProxy.
-const (
-	proxyPass   = "pass"   // forward everything
-	proxyFreeze = "freeze" // accept connections, forward nothing
-	proxyCut    = "cut"    // close every connection, refuse new ones
-)
-
-// dbProxy is a TCP proxy between the API and PostgreSQL that can freeze or
-// cut the connections.
-type dbProxy struct {
-	listener net.Listener
-	target   string
-
-	mu    sync.Mutex
-	cond  *sync.Cond
-	conns map[net.Conn]struct{}
-	mode  string
-}
-
-func newDBProxy(t *testing.T) *dbProxy {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &dbProxy{listener: listener, conns: make(map[net.Conn]struct{}), mode: proxyPass}
-	p.cond = sync.NewCond(&p.mu)
-	go p.serve()
-	t.Cleanup(func() {
-		_ = listener.Close()
-		p.set(proxyCut)
-	})
-	return p
-}
-
-func (p *dbProxy) addr() string { return p.listener.Addr().String() }
-
-// set switches the mode. Leaving freeze or entering cut closes every
-// connection open.
-func (p *dbProxy) set(mode string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.mode == proxyFreeze || mode == proxyCut {
-		for conn := range p.conns {
-			_ = conn.Close()
-		}
-		clear(p.conns)
-	}
-	p.mode = mode
-	p.cond.Broadcast()
-}
-
-func (p *dbProxy) serve() {
-	for {
-		client, err := p.listener.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		mode := p.mode
-		if mode == proxyCut {
-			p.mu.Unlock()
-			_ = client.Close()
-			continue
-		}
-		p.conns[client] = struct{}{}
-		p.mu.Unlock()
-		if mode == proxyFreeze {
-			continue // held until the mode changes
-		}
-		go p.forward(client)
-	}
-}
-
-func (p *dbProxy) forward(client net.Conn) {
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		_ = client.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns[server] = struct{}{}
-	p.mu.Unlock()
-	go p.pipe(server, client)
-	p.pipe(client, server)
-}
-
-// pipe copies src to dst, holding data back while the proxy is frozen.
-func (p *dbProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			for p.mode == proxyFreeze {
-				p.cond.Wait()
-			}
-			p.mu.Unlock()
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }
