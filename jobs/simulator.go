@@ -210,7 +210,7 @@ func (s *Simulator) run(ctx context.Context) {
 		case <-next.C:
 			start := time.Now()
 			// Errors are logged and counted by runOnce: the simulator goes on.
-			_, _ = s.runOnce(context.WithoutCancel(ctx))
+			_, _ = s.runOnce(ctx)
 			next.Reset(s.pause(time.Since(start)))
 		}
 	}
@@ -241,12 +241,15 @@ type simulatorResult struct {
 // the ride request got no answer (connection refused, timeout, cancelled);
 // a cancel without an answer is logged and counted only.
 func (s *Simulator) runOnce(ctx context.Context) (*simulatorResult, error) {
-	res, err := s.postRide(ctx)
+	// A request under way when the simulator stops finishes; none starts
+	// after: the cancel of a ride created just before a stop is left out,
+	// as the API it would go to may be stopping too.
+	res, err := s.postRide(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, err
 	}
-	if res.Status == http.StatusCreated && res.Ride != nil && rand.Float64() < s.config.CancelShare {
-		res.Cancel = s.cancelRide(ctx, res.Ride.ID)
+	if res.Status == http.StatusCreated && res.Ride != nil && rand.Float64() < s.config.CancelShare && ctx.Err() == nil {
+		res.Cancel = s.cancelRide(context.WithoutCancel(ctx), res.Ride.ID)
 	}
 	return res, nil
 }
