@@ -9,6 +9,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// ErrNoDatabaseName means a database URL names no database, so there is
+// nothing to create or migrate: usually DATABASE_URL or --database-url is
+// empty.
+var ErrNoDatabaseName = errors.New("no database name")
+
 // CreateDatabase creates the database that databaseURL names, if it does
 // not exist, by connecting to the server's postgres database.
 func CreateDatabase(ctx context.Context, databaseURL string) error {
@@ -17,6 +22,9 @@ func CreateDatabase(ctx context.Context, databaseURL string) error {
 		return fmt.Errorf("parsing database URL: %w", err)
 	}
 	name := config.Database
+	if name == "" {
+		return fmt.Errorf("%w: the database URL names no database (for example postgres://127.0.0.1:5432/rocketrides)", ErrNoDatabaseName)
+	}
 	config.Database = "postgres"
 	conn, err := pgx.ConnectConfig(ctx, config)
 	if err != nil {
