@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -77,19 +76,6 @@ func send(client *http.Client, req *http.Request) (*answer, error) {
 		retryAfter: resp.Header.Get("Retry-After"),
 		status:     resp.StatusCode,
 	}, nil
-}
-
-// rideID is the id of the ride in a 201's body.
-func (a *answer) rideID() (int64, error) {
-	var created struct {
-		Ride struct {
-			ID int64 `json:"id"`
-		} `json:"ride"`
-	}
-	if err := json.Unmarshal(a.body, &created); err != nil || created.Ride.ID == 0 {
-		return 0, fmt.Errorf("no ride in answer %d: %s", a.status, a.body)
-	}
-	return created.Ride.ID, nil
 }
 
 // recordAnswer records a request that started at start, and whether it got

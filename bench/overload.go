@@ -19,9 +19,14 @@ import (
 // OverloadResult is the overload scenario (issue 13, goal 4): the API with
 // its default admission settings, new keys from a few clients, then from
 // far more than it admits, and its memory before, at the peak and after.
+//
+// Overload's clients wait as a 503's Retry-After says before their next
+// request, as the API asks its clients to; Hammer's, reported beside it
+// and not judged, send their next request at once.
 type OverloadResult struct {
 	Base     OverloadLoad `json:"base"`
 	Overload OverloadLoad `json:"overload"`
+	Hammer   OverloadLoad `json:"hammer"`
 
 	// IdleRSSMB is the API's RSS before any load, PeakRSSMB the most
 	// during the overload, SettledRSSMB SettleSeconds after it stopped.
@@ -34,6 +39,9 @@ type OverloadResult struct {
 // OverloadLoad is one load of the overload scenario.
 type OverloadLoad struct {
 	Clients int `json:"clients"`
+
+	// HonorRetryAfter is whether the clients waited as Retry-After said.
+	HonorRetryAfter bool `json:"honor_retry_after"`
 
 	// GoodputRPS counts the 201s per second; AdmittedP99MS is the p99 of
 	// the 201s.
@@ -62,8 +70,9 @@ const (
 )
 
 // runOverload starts the API with its defaults, reads its idle RSS, runs
-// new keys at config.overloadBaseClients then config.overloadClients, and
-// reads its RSS config.overloadSettle after the load stops.
+// new keys at config.overloadBaseClients, then at config.overloadClients
+// that honor Retry-After, then as many that do not, and reads its RSS
+// config.overloadSettle after the load stops.
 func (b *bench) runOverload(ctx context.Context) (*OverloadResult, error) {
 	if err := truncate(ctx, b.pool); err != nil {
 		return nil, err
@@ -79,16 +88,24 @@ func (b *bench) runOverload(ctx context.Context) (*OverloadResult, error) {
 	}
 	result := &OverloadResult{IdleRSSMB: mb(idle.rssBytes), SettleSeconds: b.config.overloadSettle.Seconds()}
 
-	base, _, err := b.overloadLoad(ctx, api, b.config.overloadBaseClients, true)
-	if err != nil {
-		return nil, err
+	var peak int64
+	for _, load := range []struct {
+		result  *OverloadLoad
+		clients int
+		warm    bool
+		honor   bool
+	}{
+		{&result.Base, b.config.overloadBaseClients, true, true},
+		{&result.Overload, b.config.overloadClients, false, true},
+		{&result.Hammer, b.config.overloadClients, false, false},
+	} {
+		measured, loadPeak, err := b.overloadLoad(ctx, api, load.clients, load.warm, load.honor)
+		if err != nil {
+			return nil, err
+		}
+		*load.result, peak = *measured, max(peak, loadPeak)
 	}
-	result.Base = *base
-	overload, peak, err := b.overloadLoad(ctx, api, b.config.overloadClients, false)
-	if err != nil {
-		return nil, err
-	}
-	result.Overload, result.PeakRSSMB = *overload, mb(peak)
+	result.PeakRSSMB = mb(peak)
 
 	slog.InfoContext(ctx, "bench: waiting for the API's memory to settle", slog.Duration("wait", b.config.overloadSettle))
 	select {
@@ -106,11 +123,16 @@ func (b *bench) runOverload(ctx context.Context) (*OverloadResult, error) {
 
 // overloadLoad runs new keys from clients clients for
 // config.overloadDuration, after a warm-up if warm, and returns what they
-// got and the API's peak RSS meanwhile. Its connections are closed after.
-func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm bool) (*OverloadLoad, int64, error) {
+// got and the API's peak RSS meanwhile. If honor is set, a client that was
+// shed waits as Retry-After says (until the run's end at most) before its
+// next request. The clients' connections are closed after.
+func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm, honor bool) (*OverloadLoad, int64, error) {
 	client := newHTTPClient(clients)
 	defer client.CloseIdleConnections()
-	var withoutRetryAfter atomic.Int64
+	var (
+		withoutRetryAfter atomic.Int64
+		deadline          atomic.Int64 // of the run under way, in Unix nanoseconds
+	)
 	op := func(ctx context.Context, worker, _ int, rec *Recorder) {
 		start := time.Now()
 		ans, err := postRide(ctx, client, api.url, b.stripe.user(worker).email, uuid.NewString())
@@ -120,10 +142,17 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm
 		case ans.status == http.StatusCreated:
 			rec.Record(start, strconv.Itoa(ans.status), nil)
 		case ans.status == http.StatusServiceUnavailable && problemType(ans.body) == problemOverloaded:
-			if ans.retryAfter == "" {
-				withoutRetryAfter.Add(1)
-			}
 			rec.Record(start, statusShed, nil)
+			seconds, err := strconv.Atoi(ans.retryAfter)
+			if err != nil {
+				withoutRetryAfter.Add(1)
+			} else if honor {
+				wait := min(time.Duration(seconds)*time.Second, time.Until(time.Unix(0, deadline.Load())))
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+				}
+			}
 		case ans.status == http.StatusServiceUnavailable:
 			rec.Record(start, statusOther503, fmt.Errorf("503: %.300s", ans.body))
 		default:
@@ -131,6 +160,7 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm
 		}
 	}
 	if warm {
+		deadline.Store(time.Now().Add(b.config.warmup).UnixNano())
 		RunLoad(ctx, LoadConfig{Concurrency: clients, Duration: b.config.warmup}, op)
 		withoutRetryAfter.Store(0)
 	}
@@ -139,6 +169,7 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm
 		return nil, 0, err
 	}
 	sampler := sampleRSS(api)
+	deadline.Store(time.Now().Add(b.config.overloadDuration).UnixNano())
 	stats := RunLoad(ctx, LoadConfig{Concurrency: clients, Duration: b.config.overloadDuration}, op)
 	peak := sampler.stop()
 	after, err := api.usage()
@@ -150,12 +181,13 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm
 	}
 	logFirstError(ctx, scenarioOverload, clients, sideAPI, stats)
 	load := &OverloadLoad{
-		Clients:       clients,
-		GoodputRPS:    round(float64(stats.StatusCounts["201"]) / stats.Elapsed.Seconds()),
-		AdmittedP99MS: ms(stats.StatusPercentile("201", 0.99)),
-		Shed:          stats.StatusCounts[statusShed],
-		ShedP99MS:     ms(stats.StatusPercentile(statusShed, 0.99)),
-		StatusCounts:  stats.StatusCounts,
+		Clients:         clients,
+		HonorRetryAfter: honor,
+		GoodputRPS:      round(float64(stats.StatusCounts["201"]) / stats.Elapsed.Seconds()),
+		AdmittedP99MS:   ms(stats.StatusPercentile("201", 0.99)),
+		Shed:            stats.StatusCounts[statusShed],
+		ShedP99MS:       ms(stats.StatusPercentile(statusShed, 0.99)),
+		StatusCounts:    stats.StatusCounts,
 	}
 	load.ShedWithoutRetryAfter = int(withoutRetryAfter.Load())
 	if n := stats.Requests(); n > 0 {

@@ -147,11 +147,24 @@ func newFigures(m *measurement) Figures {
 
 // writeTable writes the cells as a table, then the overload scenario.
 func writeTable(w io.Writer, results *Results) error {
+	if len(results.Cells) > 0 {
+		if err := writeCells(w, results.Cells); err != nil {
+			return err
+		}
+	}
+	if o := results.Overload; o != nil {
+		return writeOverload(w, o)
+	}
+	return nil
+}
+
+// writeCells writes the cells as a table.
+func writeCells(w io.Writer, cells []*Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tconc\tapi rps\tlimit rps\tratio\tpeer rps\tp50 ms api\tp99 ms api/lim/peer\t"+
 		"trips/req api/lim/peer\ttx/req api/lim/peer\tprocess cpu ms/req api/lim/peer\tpg cpu ms/req api/lim/peer\t"+
 		"errors api/lim/peer\tapi statuses\tcores bench+api+pg+others\t")
-	for _, r := range results.Cells {
+	for _, r := range cells {
 		peer := Figures{}
 		if r.Peer != nil {
 			peer = *r.Peer
@@ -176,18 +189,29 @@ func writeTable(w io.Writer, results *Results) error {
 	if err != nil {
 		return fmt.Errorf("writing table: %w", err)
 	}
-	if o := results.Overload; o != nil {
-		_, err := fmt.Fprintf(w, "\noverload, API with its default admission settings, new keys:\n"+
-			"  %4d clients: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms), API CPU %.3f ms/req, statuses %s\n"+
-			"  %4d clients: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms, %d without Retry-After), API CPU %.3f ms/req, statuses %s\n"+
-			"  API RSS: idle %.1f MiB, peak %.1f MiB, %.0f s after the load %.1f MiB\n",
-			o.Base.Clients, o.Base.GoodputRPS, o.Base.AdmittedP99MS, o.Base.Shed, o.Base.ShedP99MS, o.Base.APICPUMSPerRequest, statusSummary(o.Base.StatusCounts),
-			o.Overload.Clients, o.Overload.GoodputRPS, o.Overload.AdmittedP99MS, o.Overload.Shed, o.Overload.ShedP99MS, o.Overload.ShedWithoutRetryAfter,
-			o.Overload.APICPUMSPerRequest, statusSummary(o.Overload.StatusCounts),
-			o.IdleRSSMB, o.PeakRSSMB, o.SettleSeconds, o.SettledRSSMB)
+	return nil
+}
+
+// writeOverload writes the overload scenario.
+func writeOverload(w io.Writer, o *OverloadResult) error {
+	if _, err := fmt.Fprintln(w, "\noverload, the API with its default admission settings, new keys:"); err != nil {
+		return fmt.Errorf("writing table: %w", err)
+	}
+	for _, load := range []OverloadLoad{o.Base, o.Overload, o.Hammer} {
+		clients := "clients retrying at once"
+		if load.HonorRetryAfter {
+			clients = "clients honoring Retry-After"
+		}
+		_, err := fmt.Fprintf(w, "  %4d %s: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms, %d without Retry-After), API CPU %.3f ms/req, statuses %s\n",
+			load.Clients, clients, load.GoodputRPS, load.AdmittedP99MS, load.Shed, load.ShedP99MS, load.ShedWithoutRetryAfter,
+			load.APICPUMSPerRequest, statusSummary(load.StatusCounts))
 		if err != nil {
 			return fmt.Errorf("writing table: %w", err)
 		}
+	}
+	_, err := fmt.Fprintf(w, "  API RSS: idle %.1f MiB, peak %.1f MiB, %.0f s after the load %.1f MiB\n", o.IdleRSSMB, o.PeakRSSMB, o.SettleSeconds, o.SettledRSSMB)
+	if err != nil {
+		return fmt.Errorf("writing table: %w", err)
 	}
 	return nil
 }

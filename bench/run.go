@@ -84,13 +84,14 @@ func (e *scenarioEnv) close() {
 	}
 }
 
-// proxiedURL is databaseURL with its host and port the proxy's.
-func (b *bench) proxiedURL() (string, error) {
-	u, err := url.Parse(b.config.databaseURL)
+// proxiedURL is databaseURL with its host and port the proxy's at
+// proxyAddr.
+func proxiedURL(databaseURL, proxyAddr string) (string, error) {
+	u, err := url.Parse(databaseURL)
 	if err != nil {
 		return "", fmt.Errorf("parsing the database URL: %w", err)
 	}
-	u.Host = b.proxy.addr()
+	u.Host = proxyAddr
 	query := u.Query()
 	query.Set("sslmode", "disable") // the proxy reads the protocol in clear
 	u.RawQuery = query.Encode()
@@ -159,7 +160,7 @@ func (b *bench) sides(sc *scenario, env *scenarioEnv) []*side {
 // every side straight on PostgreSQL. One set of sides at a time keeps the
 // connections open within the server's max_connections.
 func (b *bench) runScenario(ctx context.Context, sc *scenario) ([]*Row, error) {
-	proxied, err := b.proxiedURL()
+	proxied, err := proxiedURL(b.config.databaseURL, b.proxy.addr())
 	if err != nil {
 		return nil, err
 	}

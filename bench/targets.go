@@ -141,7 +141,7 @@ func peerTarget(rows []*Row) *Target {
 // overloadTargets judges the overload scenario, skipped if it did not run.
 func overloadTargets(o *OverloadResult) []*Target {
 	names := []string{
-		fmt.Sprintf("overload: goodput with many clients >= %.1f of the goodput with few", overloadGoodputMin),
+		fmt.Sprintf("overload: goodput with many clients honoring Retry-After >= %.1f of the goodput with few", overloadGoodputMin),
 		fmt.Sprintf("overload: p99 of admitted requests < %d ms", overloadP99MaxMS),
 		"overload: every answer a 201, or a 503 overloaded with Retry-After",
 		fmt.Sprintf("overload: RSS after the load within %.0f%% of idle", overloadRSSTolerance*100),
@@ -158,7 +158,7 @@ func overloadTargets(o *OverloadResult) []*Target {
 		goodput = o.Overload.GoodputRPS / o.Base.GoodputRPS
 	}
 	other5xx := 0
-	for _, load := range []OverloadLoad{o.Base, o.Overload} {
+	for _, load := range []OverloadLoad{o.Base, o.Overload, o.Hammer} {
 		for status, n := range load.StatusCounts {
 			if status != statusShed && status != "201" {
 				other5xx += n
@@ -174,9 +174,9 @@ func overloadTargets(o *OverloadResult) []*Target {
 			Measured: fmt.Sprintf("%.2f (%.0f/s at c=%d, %.0f/s at c=%d)", goodput, o.Overload.GoodputRPS, o.Overload.Clients, o.Base.GoodputRPS, o.Base.Clients)},
 		{Name: names[1], Holds: o.Overload.AdmittedP99MS < overloadP99MaxMS && o.Base.AdmittedP99MS < overloadP99MaxMS,
 			Measured: fmt.Sprintf("%.1f ms at c=%d, %.1f ms at c=%d", o.Overload.AdmittedP99MS, o.Overload.Clients, o.Base.AdmittedP99MS, o.Base.Clients)},
-		{Name: names[2], Holds: o.Overload.ShedWithoutRetryAfter == 0 && o.Base.ShedWithoutRetryAfter == 0 && other5xx == 0,
+		{Name: names[2], Holds: o.Overload.ShedWithoutRetryAfter+o.Base.ShedWithoutRetryAfter+o.Hammer.ShedWithoutRetryAfter == 0 && other5xx == 0,
 			Measured: fmt.Sprintf("%d shed without Retry-After, %d other answers than 201 and 503 overloaded",
-				o.Overload.ShedWithoutRetryAfter+o.Base.ShedWithoutRetryAfter, other5xx)},
+				o.Overload.ShedWithoutRetryAfter+o.Base.ShedWithoutRetryAfter+o.Hammer.ShedWithoutRetryAfter, other5xx)},
 		{Name: names[3], Holds: rssDrift <= overloadRSSTolerance,
 			Measured: fmt.Sprintf("%+.0f%% (idle %.1f MiB, %.0f s after %.1f MiB, peak %.1f MiB)", rssDrift*100, o.IdleRSSMB, o.SettleSeconds, o.SettledRSSMB, o.PeakRSSMB)},
 	}
