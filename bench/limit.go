@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -120,8 +122,15 @@ RETURNING idempotency_keys.response_body`
 const rideRequestParams = `{"origin_lat": 37.7749, "origin_lon": -122.4194, "target_lat": 37.8044, "target_lon": -122.2712}`
 
 // limitMaxAttempts is how many times the limit sends a statement that
-// failed to serialize (at serializable) or deadlocked.
-const limitMaxAttempts = 40
+// failed to serialize (at serializable) or deadlocked; between attempts it
+// waits a random pause under limitBackoffBase·2^attempt, at most
+// limitBackoffMax (full jitter, which spreads out the statements that
+// conflicted).
+const (
+	limitMaxAttempts = 40
+	limitBackoffBase = time.Millisecond
+	limitBackoffMax  = 50 * time.Millisecond
+)
 
 // errLockLost is a second transaction that found its key no longer locked
 // by its token.
@@ -287,10 +296,16 @@ func (l *limit) finish(ctx context.Context, sql string, keyID int64, lockToken u
 // serialization failure or a deadlock, or limitMaxAttempts attempts failed.
 func (l *limit) retry(ctx context.Context, send func() error) error {
 	var err error
-	for range limitMaxAttempts {
+	for attempt := range limitMaxAttempts {
 		err = send()
 		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || (pgErr.Code != "40001" && pgErr.Code != "40P01") || ctx.Err() != nil {
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40001" && pgErr.Code != "40P01") {
+			return err
+		}
+		ceiling := min(limitBackoffBase<<min(attempt, 16), limitBackoffMax)
+		select {
+		case <-time.After(rand.N(ceiling)):
+		case <-ctx.Done():
 			return err
 		}
 	}

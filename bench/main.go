@@ -59,7 +59,7 @@ const (
 	calibrationDefault         = 500 * time.Millisecond
 	calibrationWarmupDefault   = 200 * time.Millisecond
 	cancelConcurrencyDefault   = "8,32"
-	cancelRidesDefault         = 12_000
+	cancelRidesDefault         = 20_000
 	concurrenciesDefault       = "1,8,32,64"
 	databaseURLDefault         = "postgres://127.0.0.1:5432/rocketrides_bench?sslmode=disable"
 	durationDefault            = 3 * time.Second
