@@ -223,7 +223,7 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{config: cfg, binary: binary, dir: dir, pool: pool, proxy: proxy, stripe: stripe}
+	b := &bench{config: cfg, binary: binary, dir: dir, pool: pool, proxy: proxy, rides: &rideSupply{}, stripe: stripe}
 	if !peerBuilt {
 		slog.InfoContext(ctx, "bench: built without the peer, package dbospeer (see peer.go)")
 	}

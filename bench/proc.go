@@ -59,6 +59,8 @@ func startServer(ctx context.Context, dir, name, binary string, args, env []stri
 	defer logFile.Close() // the child keeps its own descriptor
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)
+	// Killed with the bench, should the bench die without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)

@@ -65,7 +65,6 @@ type scenario struct {
 // scenarios returns the throughput scenarios in the order they run.
 func (b *bench) scenarios() []*scenario {
 	replays := &replaySet{keysPerUser: b.config.replayKeysPerUser}
-	b.rides = &rideSupply{}
 	return []*scenario{
 		newKeysScenario(scenarioNewKeys, isolationReadCommitted, b.config.concurrencies, true),
 		newKeysScenario(scenarioNewKeysSerializable, isolationSerializable, b.config.concurrencies, false),
@@ -143,11 +142,11 @@ func (r *replaySet) setup(ctx context.Context, b *bench, apiURL, peerURL string)
 		mu   sync.Mutex
 		errs []error
 	)
-	for side, url := range sides {
+	for side, baseURL := range sides {
 		for u, user := range b.stripe.users {
 			wg.Go(func() {
 				for k := range r.keysPerUser {
-					ans, err := postRide(ctx, client, url, user.email, r.key(side, u, k))
+					ans, err := postRide(ctx, client, baseURL, user.email, r.key(side, u, k))
 					if err == nil && ans.status != http.StatusCreated {
 						err = fmt.Errorf("want 201, got %d: %s", ans.status, ans.body)
 					}
