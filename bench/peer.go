@@ -1,11 +1,3 @@
-//go:build peer && ignore
-
-// The peer, package dbospeer, is not on this branch yet: until it is
-// merged, this file builds only with -tags peer,ignore. The ignore tag keeps
-// it out of go mod tidy (which reads every other tag) while the package it
-// imports is missing. Once bench/dbospeer is here, delete the build line
-// and peer_off.go.
-
 package main
 
 import (
@@ -18,16 +10,27 @@ import (
 	"net/http"
 	"os"
 	"time"
-
-	"github.com/rocketrides/rocketrides/bench/dbospeer"
 )
 
-// peerBuilt says that the peer is built in.
-const peerBuilt = true
+// peerConfig is the peer's configuration: the fields of dbospeer.Config.
+type peerConfig struct {
+	DatabaseURL  string
+	StripeURL    string
+	StripeKey    string
+	PoolMaxConns int
+	Logger       *slog.Logger
+}
 
-// servePeer is the serve-peer mode: it runs the peer on the database and
-// the Stripe that args name and serves its handler on -addr, with GET
-// /readyz answering 200 once it is up, until ctx is done.
+// peerService is what the bench uses of the peer, dbospeer.Peer: a handler
+// of POST /rides as rocketrides answers it in demo mode, and its shutdown.
+type peerService interface {
+	Handler() http.Handler
+	Close(ctx context.Context) error
+}
+
+// servePeer is the serve-peer mode: it starts the peer (newPeer) on the
+// database and the Stripe that args name and serves its handler on -addr,
+// with GET /readyz answering 200 once it is up, until ctx is done.
 func servePeer(ctx context.Context, args []string) error {
 	flags := flag.NewFlagSet(servePeerMode, flag.ContinueOnError)
 	addr := flags.String("addr", "127.0.0.1:0", "address to serve on")
@@ -38,7 +41,7 @@ func servePeer(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With(slog.String("process", "peer"))
-	peer, err := dbospeer.New(ctx, &dbospeer.Config{
+	peer, err := newPeer(ctx, &peerConfig{
 		DatabaseURL:  *databaseURL,
 		StripeURL:    *stripeURL,
 		StripeKey:    stripeAPIKey,
@@ -53,7 +56,7 @@ func servePeer(ctx context.Context, args []string) error {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
-		return fmt.Errorf("listening for the peer: %w", err)
+		return errors.Join(fmt.Errorf("listening for the peer: %w", err), peer.Close(context.WithoutCancel(ctx)))
 	}
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)

@@ -1,5 +1,3 @@
-//go:build !(peer && ignore)
-
 package main
 
 import (
@@ -7,13 +5,16 @@ import (
 	"errors"
 )
 
-// peerBuilt says that the peer is not built in (see peer.go).
+// This file stands for package dbospeer until it is merged: branch
+// bench11-peer replaces it with peer_dbos.go, which calls dbospeer.New.
+
+// peerBuilt says whether the peer is built in.
 const peerBuilt = false
 
 // errPeerNotBuilt is the serve-peer mode of a bench built without the peer.
-var errPeerNotBuilt = errors.New("the bench was built without the peer (see peer.go)")
+var errPeerNotBuilt = errors.New("the bench is built without the peer (package dbospeer)")
 
-// servePeer fails: the peer is not built in.
-func servePeer(context.Context, []string) error {
-	return errPeerNotBuilt
+// newPeer fails: the peer is not built in.
+func newPeer(context.Context, *peerConfig) (peerService, error) {
+	return nil, errPeerNotBuilt
 }
