@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,7 +133,7 @@ func distinctKeysTarget(rows []*Row) *Target {
 func peerTarget(rows []*Row) *Target {
 	return rowTarget("API ahead of the peer (API rps / peer rps > 1)", rows, "%.2f", func(r *Row) float64 {
 		if r.PeerRPS == 0 {
-			return 0
+			return math.Inf(1) // the peer answered nothing as expected
 		}
 		return r.APIRPS / r.PeerRPS
 	}, func(v float64) bool { return v > 1 })
