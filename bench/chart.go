@@ -71,35 +71,36 @@ func writeChart(path string, rows []*Row) error {
 	return nil
 }
 
-// throughputPanel plots one scenario: requests per second of the API and
-// of the limit against concurrency, and for a slow Stripe the ceiling that
-// Stripe's latency sets.
+// throughputPanel plots one scenario: requests per second of the API, of
+// the limit and of the peer (where it ran) against concurrency.
 func throughputPanel(name string, rows []*Row) (*plot.Plot, error) {
 	p := newPanel(name, "requests per second", rows)
-	api, limit := make(plotter.XYs, len(rows)), make(plotter.XYs, len(rows))
-	for i, r := range rows {
-		api[i] = plotter.XY{X: float64(r.Concurrency), Y: r.APIRPS}
-		limit[i] = plotter.XY{X: float64(r.Concurrency), Y: r.LimitRPS}
+	var api, limit, peer plotter.XYs
+	for _, r := range rows {
+		api = append(api, plotter.XY{X: float64(r.Concurrency), Y: r.APIRPS})
+		limit = append(limit, plotter.XY{X: float64(r.Concurrency), Y: r.LimitRPS})
+		if r.Peer != nil {
+			peer = append(peer, plotter.XY{X: float64(r.Concurrency), Y: r.PeerRPS})
+		}
 	}
 	if err := addLine(p, "API", api, plotutil.Color(0), false); err != nil {
 		return nil, err
 	}
-	if err := addLine(p, "limit (direct pgx)", limit, plotutil.Color(1), true); err != nil {
+	if err := addLine(p, "limit (raw SQL, one round trip a transaction)", limit, plotutil.Color(1), true); err != nil {
 		return nil, err
 	}
-	if r := rows[0]; r.StripeLatencyMS > 0 {
-		ceiling := float64(r.Concurrency) / (r.StripeLatencyMS / 1000)
-		if err := addLevel(p, fmt.Sprintf("concurrency / Stripe latency (%.0f)", ceiling), ceiling, rows); err != nil {
+	if len(peer) > 0 {
+		if err := addLine(p, "peer (DBOS)", peer, plotutil.Color(2), false); err != nil {
 			return nil, err
 		}
-		p.Y.Max = max(p.Y.Max, ceiling*1.1)
 	}
 	p.Y.Min = 0
+	p.Y.Max *= 1.3 // room for the legend
 	return p, nil
 }
 
 // ratioPanel plots the API's throughput as a share of the limit's, for
-// every scenario, with the targets for new keys and replays.
+// every scenario, with the target.
 func ratioPanel(rows []*Row) (*plot.Plot, error) {
 	p := newPanel("API / limit", "ratio", rows)
 	for i, name := range rowScenarios(rows) {
@@ -116,16 +117,8 @@ func ratioPanel(rows []*Row) (*plot.Plot, error) {
 		p.Add(line, scatter)
 		p.Legend.Add(name, line, scatter)
 	}
-	for _, level := range []struct {
-		name  string
-		value float64
-	}{
-		{fmt.Sprintf("new keys target (%.1f)", newKeysRatioMin), newKeysRatioMin},
-		{fmt.Sprintf("replays target (%.1f)", replaysRatioMin), replaysRatioMin},
-	} {
-		if err := addLevel(p, level.name, level.value, rows); err != nil {
-			return nil, err
-		}
+	if err := addLevel(p, fmt.Sprintf("target (%.1f)", ratioMin), ratioMin, rows); err != nil {
+		return nil, err
 	}
 	// Room above the lines for the legend.
 	p.Y.Min = 0

@@ -14,10 +14,11 @@ func TestWriteChartDrawsEveryScenario(t *testing.T) {
 	var rows []*Row
 	for _, c := range []int{1, 8, 32} {
 		rows = append(rows,
-			&Row{Scenario: scenarioNewKeys, Concurrency: c, APIRPS: 100 * float64(c), LimitRPS: 120 * float64(c), Ratio: 0.83},
+			&Row{Scenario: scenarioNewKeys, Concurrency: c, APIRPS: 100 * float64(c), LimitRPS: 120 * float64(c), Ratio: 0.83,
+				Peer: &Figures{}, PeerRPS: 50 * float64(c)},
 			&Row{Scenario: scenarioReplays, Concurrency: c, APIRPS: 1000 * float64(c), LimitRPS: 3000 * float64(c), Ratio: 0.33})
 	}
-	rows = append(rows, &Row{Scenario: scenarioStripeLatency, Concurrency: 64, StripeLatencyMS: 50, APIRPS: 300, LimitRPS: 320, Ratio: 0.94})
+	rows = append(rows, &Row{Scenario: scenarioCancels, Concurrency: 8, APIRPS: 300, LimitRPS: 320, Ratio: 0.94})
 	path := filepath.Join(t.TempDir(), "results.png")
 
 	require.NoError(t, writeChart(path, rows))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,41 +12,83 @@ import (
 	"github.com/rocketrides/rocketrides/rides"
 )
 
-// rideParams are the coordinates of every ride request.
+// rideParams are the coordinates of every ride request (rideRequestParams
+// as the API stores them).
 func rideParams() rides.Params {
 	return rides.Params{OriginLat: 37.7749, OriginLon: -122.4194, TargetLat: 37.8044, TargetLon: -122.2712}
 }
 
-// newAPIClient returns a client of the API at baseURL over keep-alive
-// connections, as many as there are workers.
-func newAPIClient(baseURL string, concurrency int) (*apiclient.Client, error) {
-	transport := &http.Transport{
-		DisableCompression:  true,
-		IdleConnTimeout:     time.Minute,
-		MaxIdleConns:        concurrency,
-		MaxIdleConnsPerHost: concurrency,
+// newHTTPClient returns a client with keep-alive connections, as many as
+// there are workers.
+func newHTTPClient(concurrency int) *http.Client {
+	return &http.Client{
+		Timeout: time.Minute,
+		Transport: &http.Transport{
+			DisableCompression:  true,
+			IdleConnTimeout:     time.Minute,
+			MaxIdleConns:        concurrency,
+			MaxIdleConnsPerHost: concurrency,
+		},
 	}
-	return apiclient.NewClient(baseURL, &apiclient.ClientConfig{HTTPClient: &http.Client{Transport: transport}})
 }
 
-// postRide asks for a ride as email with the idempotency key, form-encoded
-// as the original's clients send it, failing on purpose after the ride is
-// created if raiseError is set.
-func postRide(ctx context.Context, client *apiclient.Client, email, key string, raiseError bool) (*apiclient.Answer, error) {
-	return client.PostRide(ctx, &apiclient.Ride{Email: email, IdempotencyKey: key, Body: apiclient.RideForm(rideParams(), raiseError)})
+// answer is what an HTTP side answered.
+type answer struct {
+	body       []byte
+	replayed   bool
+	retryAfter string
+	status     int
 }
 
-// recordAnswer records a request to the API that started at start, and
-// whether it got the status (and the replay marker) the scenario expects.
-func recordAnswer(rec *Recorder, start time.Time, ans *apiclient.Answer, err error, wantStatus int, wantReplayed bool) {
+// postRide asks baseURL for a ride as email (demo mode's Authorization)
+// with the idempotency key, form-encoded as the original's clients send it.
+func postRide(ctx context.Context, client *http.Client, baseURL, email, key string) (*answer, error) {
+	req, err := apiclient.NewRequest(ctx, baseURL, &apiclient.Ride{Email: email, IdempotencyKey: key, Body: apiclient.RideForm(rideParams(), false)})
+	if err != nil {
+		return nil, err
+	}
+	return send(client, req)
+}
+
+// cancelRide asks baseURL to cancel ride rideID as email, with the key.
+func cancelRide(ctx context.Context, client *http.Client, baseURL, email, key string, rideID int64) (*answer, error) {
+	req, err := apiclient.NewCancelRequest(ctx, baseURL, email, key, rideID, "")
+	if err != nil {
+		return nil, err
+	}
+	return send(client, req)
+}
+
+// send sends req and reads the answer.
+func send(client *http.Client, req *http.Request) (*answer, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sending %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading answer to %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	return &answer{
+		body:       body,
+		replayed:   resp.Header.Get(apiclient.HeaderIdempotentReplayed) == "true",
+		retryAfter: resp.Header.Get("Retry-After"),
+		status:     resp.StatusCode,
+	}, nil
+}
+
+// recordAnswer records a request that started at start, and whether it got
+// the status (and the replay marker) the scenario expects.
+func recordAnswer(rec *Recorder, start time.Time, ans *answer, err error, wantStatus int, wantReplayed bool) {
 	switch {
 	case err != nil:
 		rec.Record(start, "transport_error", err)
-	case ans.Status != wantStatus || ans.Replayed != wantReplayed:
-		rec.Record(start, strconv.Itoa(ans.Status), fmt.Errorf("want %d (replayed %t), got %d (replayed %t): %s",
-			wantStatus, wantReplayed, ans.Status, ans.Replayed, ans.Body))
+	case ans.status != wantStatus || ans.replayed != wantReplayed:
+		rec.Record(start, strconv.Itoa(ans.status), fmt.Errorf("want %d (replayed %t), got %d (replayed %t): %.300s",
+			wantStatus, wantReplayed, ans.status, ans.replayed, ans.body))
 	default:
-		rec.Record(start, strconv.Itoa(ans.Status), nil)
+		rec.Record(start, strconv.Itoa(ans.status), nil)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 const clockTicksPerSecond = 100
 
 // cpuReading is the CPU time spent so far by this process (load generator,
-// API and Stripe fake alike), by each PostgreSQL backend connected to the
+// Stripe fake, and the limit of new keys and cancels alike), by each PostgreSQL backend connected to the
 // bench's database, and by the whole machine, whatever runs on it. Where
 // the backends' /proc entries cannot be read (a remote server), the map is
 // empty.

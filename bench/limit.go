@@ -2,267 +2,335 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
-	"net/netip"
+	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/rocketrides/rocketrides/db"
-	"github.com/rocketrides/rocketrides/idempotency"
-	"github.com/rocketrides/rocketrides/rides"
-	"github.com/rocketrides/rocketrides/stripeclient"
 )
 
-// limit issues the statements that the API issues for a request, and
-// nothing else: the same generated queries of package db, grouped in the
-// same transactions at the same isolation level, with the same Stripe call
-// between them, on the same pool, but with no HTTP, no handler and no
-// engine. Its throughput is the most the database (with this Stripe) allows
-// the API. Its transactions go through db.WithTx with the engine's retry
-// budget, so that a serialization failure costs the limit the retries it
-// costs the API.
+// The limit's SQL, written here by hand: it shares nothing with package db
+// or the engine, so that it stays the yardstick of the code it judges.
+// Each transaction is one statement (its writes in CTEs), so one round trip
+// and one implicit transaction; the user's read before it is the request's
+// authentication, which any implementation does first.
+const (
+	// sqlUserWithKey reads the user by email with the key, if any: the
+	// columns a request needs to authenticate and to replay.
+	sqlUserWithKey = `SELECT u.id, u.stripe_customer_id, k.id, k.recovery_point, k.request_method, k.request_path,
+	k.request_params, k.response_code, k.response_body
+FROM users u
+LEFT JOIN idempotency_keys k ON k.user_id = u.id AND k.idempotency_key = $2
+WHERE u.email = $1`
+
+	// sqlCreateRide is a new key's first transaction: the key, locked, at
+	// the recovery point after the ride's; the ride; its audit record.
+	sqlCreateRide = `WITH k AS (
+	INSERT INTO idempotency_keys (idempotency_key, locked_at, lock_token, recovery_point,
+		request_method, request_params, request_path, user_id, workflow)
+	VALUES ($1, now(), $2, 'ride_created', 'POST', $3, '/rides', $4, 'POST /rides')
+	RETURNING id, request_params, stripe_idempotency_key
+), r AS (
+	INSERT INTO rides (idempotency_key_id, origin_lat, origin_lon, target_lat, target_lon, user_id)
+	SELECT k.id, $5, $6, $7, $8, $4 FROM k
+	RETURNING id
+), a AS (
+	INSERT INTO audit_records (action, data, origin_ip, resource_id, resource_type, user_id)
+	SELECT 'ride.created', k.request_params, '127.0.0.1', r.id, 'ride', $4 FROM k, r
+)
+SELECT k.id, k.stripe_idempotency_key, r.id FROM k, r`
+
+	// sqlFinishRide is a new key's second transaction: the lock check,
+	// the charge recorded on the ride, the receipt job staged, the key
+	// finished with the 201 and its body.
+	sqlFinishRide = `WITH k AS (
+	SELECT id FROM idempotency_keys WHERE id = $1 AND lock_token = $2 FOR UPDATE
+), r AS (
+	UPDATE rides SET stripe_charge_id = $3 WHERE id = $4 AND EXISTS (SELECT 1 FROM k)
+	RETURNING id, created_at, origin_lat, origin_lon, target_lat, target_lon, stripe_charge_id, user_id
+), j AS (
+	INSERT INTO staged_jobs (job_name, job_args)
+	SELECT 'send_ride_receipt', jsonb_build_object('amount', 2000, 'currency', 'usd', 'ride_id', r.id, 'user_id', r.user_id) FROM r
+)
+UPDATE idempotency_keys
+SET recovery_point = 'finished', response_code = 201, locked_at = NULL, lock_token = NULL,
+	response_body = jsonb_build_object('message', 'Payment accepted. Your pilot is on their way!', 'ride', jsonb_build_object(
+		'created_at', r.created_at, 'id', r.id, 'origin_lat', r.origin_lat, 'origin_lon', r.origin_lon,
+		'stripe_charge_id', r.stripe_charge_id, 'target_lat', r.target_lat, 'target_lon', r.target_lon))
+FROM r
+WHERE idempotency_keys.id = $1
+RETURNING idempotency_keys.response_body`
+
+	// sqlClaimRide is a cancel's first transaction: the key, locked, at
+	// the recovery point after the claim's; the claim of the user's
+	// charged, uncancelled ride.
+	sqlClaimRide = `WITH k AS (
+	INSERT INTO idempotency_keys (idempotency_key, locked_at, lock_token, recovery_point,
+		request_method, request_params, request_path, user_id, workflow)
+	VALUES ($1, now(), $2, 'ride_claimed', 'POST', jsonb_build_object('ride_id', $3::bigint), '/rides/' || $3 || '/cancel', $4,
+		'POST /rides/{id}/cancel')
+	RETURNING id, stripe_idempotency_key
+), ride AS (
+	SELECT r.id, r.stripe_charge_id FROM rides r
+	WHERE r.id = $3 AND r.user_id = $4 AND r.stripe_charge_id IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM ride_cancellations c WHERE c.ride_id = r.id)
+), c AS (
+	INSERT INTO ride_cancellations (idempotency_key_id, ride_id, user_id)
+	SELECT k.id, ride.id, $4 FROM k, ride
+	ON CONFLICT (ride_id) DO NOTHING
+	RETURNING id
+)
+SELECT k.id, k.stripe_idempotency_key, c.id, ride.stripe_charge_id FROM k, c, ride`
+
+	// sqlFinishCancel is a cancel's second transaction: the lock check,
+	// the refund recorded on the claim, the audit record, the receipt job
+	// staged, the key finished with the 200 and its body.
+	sqlFinishCancel = `WITH k AS (
+	SELECT id, request_params FROM idempotency_keys WHERE id = $1 AND lock_token = $2 FOR UPDATE
+), c AS (
+	UPDATE ride_cancellations SET stripe_refund_id = $3, cancelled_at = now()
+	WHERE id = $4 AND EXISTS (SELECT 1 FROM k)
+	RETURNING ride_id, stripe_refund_id, cancelled_at, user_id
+), a AS (
+	INSERT INTO audit_records (action, data, origin_ip, resource_id, resource_type, user_id)
+	SELECT 'ride.cancelled', k.request_params, '127.0.0.1', c.ride_id, 'ride', c.user_id FROM k, c
+), j AS (
+	INSERT INTO staged_jobs (job_name, job_args)
+	SELECT 'send_cancellation_receipt', jsonb_build_object('amount', 2000, 'currency', 'usd', 'ride_id', c.ride_id,
+		'stripe_refund_id', c.stripe_refund_id, 'user_id', c.user_id) FROM c
+)
+UPDATE idempotency_keys
+SET recovery_point = 'finished', response_code = 200, locked_at = NULL, lock_token = NULL,
+	response_body = jsonb_build_object('message', 'Ride cancelled. Your refund is on its way.', 'ride', jsonb_build_object(
+		'created_at', r.created_at, 'id', r.id, 'origin_lat', r.origin_lat, 'origin_lon', r.origin_lon,
+		'stripe_charge_id', r.stripe_charge_id, 'target_lat', r.target_lat, 'target_lon', r.target_lon,
+		'cancelled_at', c.cancelled_at, 'status', 'cancelled', 'stripe_refund_id', c.stripe_refund_id))
+FROM c JOIN rides r ON r.id = c.ride_id
+WHERE idempotency_keys.id = $1
+RETURNING idempotency_keys.response_body`
+)
+
+// rideRequestParams is the stored request of every ride the bench asks
+// for, as the API stores it.
+const rideRequestParams = `{"origin_lat": 37.7749, "origin_lon": -122.4194, "target_lat": 37.8044, "target_lon": -122.2712}`
+
+// limitMaxAttempts is how many times the limit sends a statement that
+// failed to serialize (at serializable) or deadlocked; between attempts it
+// waits a random pause under limitBackoffBase·2^attempt, at most
+// limitBackoffMax (full jitter, which spreads out the statements that
+// conflicted).
+const (
+	limitMaxAttempts = 40
+	limitBackoffBase = time.Millisecond
+	limitBackoffMax  = 50 * time.Millisecond
+)
+
+// errLockLost is a second transaction that found its key no longer locked
+// by its token.
+var errLockLost = errors.New("the key's lock was lost")
+
+// limit is each scenario's work in its best raw form: the same rows written
+// as the API writes them, each transaction in one round trip, the same
+// Stripe fake call between the transactions, on a pool of the API's size,
+// with no HTTP and no handler.
 type limit struct {
-	coords  rides.Params
-	params  json.RawMessage
-	pool    *pgxpool.Pool
-	queries *db.Queries
-	stripe  *stripeclient.Client
-	txOpts  db.TxOptions
+	pool   *pgxpool.Pool
+	stripe *stripeCaller
+
+	// serializable is set when the pool's transactions default to
+	// serializable; the user's read then runs at read committed, as the
+	// API's does.
+	serializable bool
 }
 
-// newLimit returns a limit whose transactions run at isolation, retried as
-// idempotency.NewEngine retries them by default.
-func newLimit(pool *pgxpool.Pool, stripe *stripeclient.Client, isolation pgx.TxIsoLevel) (*limit, error) {
-	coords := rideParams()
-	params, err := json.Marshal(&coords)
+// newLimit connects a pool of poolMaxConns to databaseURL, whose implicit
+// transactions run at isolation, and calls the Stripe at stripeURL.
+func newLimit(ctx context.Context, databaseURL string, poolMaxConns, concurrency int, isolation string, stripeURL string) (*limit, error) {
+	config, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("marshaling ride params: %w", err)
+		return nil, fmt.Errorf("parsing the limit's database URL: %w", err)
 	}
-	return &limit{
-		coords:  coords,
-		params:  params,
-		pool:    pool,
-		queries: db.New(),
-		stripe:  stripe,
-		txOpts:  db.TxOptions{Isolation: isolation, MaxAttempts: maxAttempts(isolation)},
-	}, nil
+	config.MaxConns = int32(poolMaxConns)
+	config.ConnConfig.RuntimeParams["default_transaction_isolation"] = isolationSetting(isolation)
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		return nil, fmt.Errorf("connecting the limit's pool: %w", err)
+	}
+	return &limit{pool: pool, stripe: newStripeCaller(stripeURL, concurrency), serializable: isolation == isolationSerializable}, nil
 }
 
-// maxAttempts is the engine's default retry budget at isolation.
-func maxAttempts(isolation pgx.TxIsoLevel) int {
-	if isolation == pgx.Serializable {
-		return idempotency.MaxAttemptsSerializableDefault
+// isolationSetting is isolation (read_committed or serializable) as
+// default_transaction_isolation spells it.
+func isolationSetting(isolation string) string {
+	if isolation == isolationSerializable {
+		return "serializable"
 	}
-	return db.TxMaxAttemptsDefault
+	return "read committed"
 }
 
-// newKey is a request with a new key: the user lookup, the key phase
-// (key, ride, audit record, recovery point), the charge, and the phase that
-// records it and finishes the key.
-func (l *limit) newKey(ctx context.Context, email, keyValue string) error {
-	user, err := l.authenticate(ctx, email, keyValue, "")
+// close closes the pool.
+func (l *limit) close() {
+	l.pool.Close()
+}
+
+// keyRow is what sqlUserWithKey reads.
+type keyRow struct {
+	userID        int64
+	customerID    string
+	keyID         *int64
+	recoveryPoint *string
+	method, path  *string
+	params        []byte
+	responseCode  *int32
+	responseBody  []byte
+}
+
+// readUserWithKey runs sqlUserWithKey, at read committed: where the
+// pool's default is serializable, in a read committed transaction block
+// sent in the same round trip (a read-only serializable transaction can
+// fail to serialize; the API's read, outside its phases, cannot).
+func (l *limit) readUserWithKey(ctx context.Context, email, key string) (*keyRow, error) {
+	var row keyRow
+	scan := func(r pgx.Row) error {
+		return r.Scan(&row.userID, &row.customerID, &row.keyID, &row.recoveryPoint,
+			&row.method, &row.path, &row.params, &row.responseCode, &row.responseBody)
+	}
+	var err error
+	if l.serializable {
+		batch := &pgx.Batch{}
+		batch.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+		batch.Queue(sqlUserWithKey, email, key).QueryRow(scan)
+		batch.Queue("COMMIT")
+		err = l.pool.SendBatch(ctx, batch).Close()
+	} else {
+		err = scan(l.pool.QueryRow(ctx, sqlUserWithKey, email, key))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading user and key: %w", err)
+	}
+	return &row, nil
+}
+
+// newKey is a request with a new key: the user's read, the first
+// transaction, the charge, the second transaction.
+func (l *limit) newKey(ctx context.Context, email, key string) error {
+	row, err := l.readUserWithKey(ctx, email, key)
 	if err != nil {
 		return err
 	}
-	key, ride, err := l.createRide(ctx, user, keyValue)
+	if row.keyID != nil {
+		return fmt.Errorf("key %s exists", key)
+	}
+	lockToken := uuid.New()
+	var (
+		keyID, rideID int64
+		stripeKey     uuid.UUID
+	)
+	err = l.retry(ctx, func() error {
+		return l.pool.QueryRow(ctx, sqlCreateRide, key, lockToken, rideRequestParams, row.userID,
+			37.7749, -122.4194, 37.8044, -122.2712).Scan(&keyID, &stripeKey, &rideID)
+	})
+	if err != nil {
+		return fmt.Errorf("creating ride: %w", err)
+	}
+	chargeID, err := l.stripe.charge(ctx, row.customerID, stripeKey.String(), keyID, rideID)
 	if err != nil {
 		return err
 	}
-	return l.chargeAndFinish(ctx, user, key, ride)
+	return l.finish(ctx, sqlFinishRide, keyID, lockToken, chargeID, rideID)
 }
 
-// replay is a request with a finished key: the user lookup, which reads the
-// key's stored response too.
-func (l *limit) replay(ctx context.Context, email, keyValue string) error {
-	_, err := l.authenticate(ctx, email, keyValue, idempotency.RecoveryPointFinished)
-	return err
+// cancel is a cancel with a new key of the user's charged ride rideID: the
+// user's read, the claim, the refund, the second transaction.
+func (l *limit) cancel(ctx context.Context, email, key string, rideID int64) error {
+	row, err := l.readUserWithKey(ctx, email, key)
+	if err != nil {
+		return err
+	}
+	if row.keyID != nil {
+		return fmt.Errorf("key %s exists", key)
+	}
+	lockToken := uuid.New()
+	var (
+		keyID, claimID int64
+		stripeKey      uuid.UUID
+		chargeID       string
+	)
+	err = l.retry(ctx, func() error {
+		return l.pool.QueryRow(ctx, sqlClaimRide, key, lockToken, rideID, row.userID).Scan(&keyID, &stripeKey, &claimID, &chargeID)
+	})
+	if err != nil {
+		return fmt.Errorf("claiming ride %d: %w", rideID, err)
+	}
+	refundID, err := l.stripe.refund(ctx, chargeID, stripeKey.String(), keyID, rideID)
+	if err != nil {
+		return err
+	}
+	return l.finish(ctx, sqlFinishCancel, keyID, lockToken, refundID, claimID)
 }
 
-// failure is a request with raise_error: the user lookup, the key phase,
-// then the unlock that the engine does when the request fails.
-func (l *limit) failure(ctx context.Context, email, keyValue string) error {
-	user, err := l.authenticate(ctx, email, keyValue, "")
-	if err != nil {
-		return err
+// finish runs a second transaction, sql, whose arguments are the key, its
+// lock token, the Stripe object's id and the row it is recorded on.
+func (l *limit) finish(ctx context.Context, sql string, keyID int64, lockToken uuid.UUID, stripeID string, rowID int64) error {
+	var body []byte
+	err := l.retry(ctx, func() error {
+		return l.pool.QueryRow(ctx, sql, keyID, lockToken, stripeID, rowID).Scan(&body)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("finishing key %d: %w", keyID, errLockLost)
 	}
-	key, _, err := l.createRide(ctx, user, keyValue)
 	if err != nil {
-		return err
-	}
-	_, err = l.queries.IdempotencyKeyUnlock(ctx, l.pool, &db.IdempotencyKeyUnlockParams{ID: key.ID, LockToken: key.LockToken})
-	if err != nil {
-		return fmt.Errorf("unlocking key: %w", err)
+		return fmt.Errorf("finishing key %d: %w", keyID, err)
 	}
 	return nil
 }
 
-// recovery is the retry of a failed request: the user lookup, the key
-// phase that finds the key and locks it, the ride read, the charge and the
-// phase that finishes the key.
-func (l *limit) recovery(ctx context.Context, email, keyValue string) error {
-	user, err := l.authenticate(ctx, email, keyValue, rides.RecoveryPointRideCreated)
-	if err != nil {
-		return err
+// retry runs send until it succeeds, fails for another reason than a
+// serialization failure or a deadlock, or limitMaxAttempts attempts failed.
+func (l *limit) retry(ctx context.Context, send func() error) error {
+	var err error
+	for attempt := range limitMaxAttempts {
+		err = send()
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40001" && pgErr.Code != "40P01") {
+			return err
+		}
+		ceiling := min(limitBackoffBase<<min(attempt, 16), limitBackoffMax)
+		select {
+		case <-time.After(rand.N(ceiling)):
+		case <-ctx.Done():
+			return err
+		}
 	}
-	key, err := l.lockExisting(ctx, user, keyValue)
-	if err != nil {
-		return err
-	}
-	ride, err := l.queries.RideGetByIdempotencyKeyID(ctx, l.pool, &key.ID)
-	if err != nil {
-		return fmt.Errorf("getting ride: %w", err)
-	}
-	return l.chargeAndFinish(ctx, user, key, ride)
+	return err
 }
 
-// authenticate is UserGetWithIdempotencyKey. It checks that the key is at
-// wantRecoveryPoint, or absent when that is empty.
-func (l *limit) authenticate(ctx context.Context, email, keyValue, wantRecoveryPoint string) (*db.User, error) {
-	row, err := l.queries.UserGetWithIdempotencyKey(ctx, l.pool, &db.UserGetWithIdempotencyKeyParams{Email: email, IdempotencyKey: keyValue})
-	if err != nil {
-		return nil, fmt.Errorf("authenticating: %w", err)
-	}
-	got := ""
-	if row.RecoveryPoint != nil {
-		got = *row.RecoveryPoint
-	}
-	if got != wantRecoveryPoint {
-		return nil, fmt.Errorf("key %s is at recovery point %q, want %q", keyValue, got, wantRecoveryPoint)
-	}
-	return &row.User, nil
-}
-
-// createRide is the key phase of a new key: it inserts the key, locked,
-// the ride and its audit record, and moves the key to ride_created.
-func (l *limit) createRide(ctx context.Context, user *db.User, keyValue string) (*db.IdempotencyKey, *db.Ride, error) {
-	var (
-		key  *db.IdempotencyKey
-		ride *db.Ride
-	)
-	err := db.WithTx(ctx, l.pool, l.txOpts, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		key, err = l.queries.IdempotencyKeyInsert(ctx, tx, &db.IdempotencyKeyInsertParams{
-			IdempotencyKey: keyValue,
-			LockToken:      new(uuid.New()),
-			RequestMethod:  rides.RequestMethod,
-			RequestParams:  l.params,
-			RequestPath:    rides.RequestPath,
-			UserID:         user.ID,
-			Workflow:       rides.WorkflowCreate,
-		})
+// replayHandler is the replays' limit: a bare net/http handler that
+// authenticates by email, reads the user and the key in sqlUserWithKey's
+// one round trip, and answers the stored status and bytes.
+func (l *limit) replayHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		row, err := l.readUserWithKey(r.Context(), r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key"))
 		if err != nil {
-			return fmt.Errorf("inserting key: %w", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
 		}
-		ride, err = l.queries.RideInsert(ctx, tx, &db.RideInsertParams{
-			IdempotencyKeyID: &key.ID,
-			OriginLat:        l.coords.OriginLat,
-			OriginLon:        l.coords.OriginLon,
-			TargetLat:        l.coords.TargetLat,
-			TargetLon:        l.coords.TargetLon,
-			UserID:           user.ID,
-		})
-		if err != nil {
-			return fmt.Errorf("inserting ride: %w", err)
+		if row.recoveryPoint == nil || *row.recoveryPoint != "finished" || row.responseCode == nil {
+			http.Error(w, "key not finished", http.StatusConflict)
+			return
 		}
-		err = l.queries.AuditRecordInsert(ctx, tx, &db.AuditRecordInsertParams{
-			Action:       rides.AuditActionRideCreated,
-			Data:         key.RequestParams,
-			OriginIP:     netip.AddrFrom4([4]byte{127, 0, 0, 1}), // the load generator's, as the API records it
-			ResourceID:   ride.ID,
-			ResourceType: "ride",
-			UserID:       user.ID,
-		})
-		if err != nil {
-			return fmt.Errorf("inserting audit record: %w", err)
-		}
-		key, err = l.queries.IdempotencyKeySetRecoveryPoint(ctx, tx, &db.IdempotencyKeySetRecoveryPointParams{
-			ID:            key.ID,
-			RecoveryPoint: rides.RecoveryPointRideCreated,
-		})
-		if err != nil {
-			return fmt.Errorf("setting recovery point: %w", err)
-		}
-		return nil
-	})
-	return key, ride, err
-}
-
-// lockExisting is the key phase of a retry: the insert finds the key there,
-// which is then read FOR UPDATE and locked.
-func (l *limit) lockExisting(ctx context.Context, user *db.User, keyValue string) (*db.IdempotencyKey, error) {
-	var key *db.IdempotencyKey
-	err := db.WithTx(ctx, l.pool, l.txOpts, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := l.queries.IdempotencyKeyInsert(ctx, tx, &db.IdempotencyKeyInsertParams{
-			IdempotencyKey: keyValue,
-			LockToken:      new(uuid.New()),
-			RequestMethod:  rides.RequestMethod,
-			RequestParams:  l.params,
-			RequestPath:    rides.RequestPath,
-			UserID:         user.ID,
-			Workflow:       rides.WorkflowCreate,
-		})
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("inserting existing key: want no row, got %w", err)
-		}
-		existing, err := l.queries.IdempotencyKeyGetForUpdate(ctx, tx, &db.IdempotencyKeyGetForUpdateParams{
-			IdempotencyKey:     keyValue,
-			LockTimeoutSeconds: idempotency.LockTimeoutDefault.Seconds(),
-			UserID:             user.ID,
-		})
-		if err != nil {
-			return fmt.Errorf("reading key: %w", err)
-		}
-		key, err = l.queries.IdempotencyKeyLock(ctx, tx, &db.IdempotencyKeyLockParams{ID: existing.IdempotencyKey.ID, LockToken: new(uuid.New())})
-		if err != nil {
-			return fmt.Errorf("locking key: %w", err)
-		}
-		return nil
-	})
-	return key, err
-}
-
-// chargeAndFinish charges the user through Stripe with no transaction open,
-// then, in one transaction, checks the key's lock, records the charge on
-// the ride, stages the receipt job and finishes the key with 201.
-func (l *limit) chargeAndFinish(ctx context.Context, user *db.User, key *db.IdempotencyKey, ride *db.Ride) error {
-	charge, err := l.stripe.ChargeCreate(ctx, rides.NewChargeParams(user.StripeCustomerID, key, ride.ID))
-	if err != nil {
-		return err
-	}
-	return db.WithTx(ctx, l.pool, l.txOpts, func(ctx context.Context, tx pgx.Tx) error {
-		locked, err := l.queries.IdempotencyKeyGetLockedForUpdate(ctx, tx, &db.IdempotencyKeyGetLockedForUpdateParams{ID: key.ID, LockToken: key.LockToken})
-		if err != nil {
-			return fmt.Errorf("checking key lock: %w", err)
-		}
-		ride, err := l.queries.RideSetStripeChargeID(ctx, tx, &db.RideSetStripeChargeIDParams{ID: ride.ID, StripeChargeID: &charge.ID})
-		if err != nil {
-			return fmt.Errorf("recording charge: %w", err)
-		}
-		jobArgs, err := json.Marshal(&rides.ReceiptArgs{Amount: rides.ChargeAmount, Currency: rides.ChargeCurrency, RideID: ride.ID, UserID: ride.UserID})
-		if err != nil {
-			return fmt.Errorf("marshaling job args: %w", err)
-		}
-		err = l.queries.StagedJobInsert(ctx, tx, &db.StagedJobInsertParams{JobName: rides.JobNameSendRideReceipt, JobArgs: jobArgs})
-		if err != nil {
-			return fmt.Errorf("staging receipt job: %w", err)
-		}
-		body, err := json.Marshal(rides.NewCreatedBody(ride))
-		if err != nil {
-			return fmt.Errorf("marshaling response: %w", err)
-		}
-		_, err = l.queries.IdempotencyKeyFinish(ctx, tx, &db.IdempotencyKeyFinishParams{
-			ID:           locked.ID,
-			ResponseBody: body,
-			ResponseCode: new(int32(http.StatusCreated)),
-		})
-		if err != nil {
-			return fmt.Errorf("finishing key: %w", err)
-		}
-		return nil
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.Header().Set("Content-Length", strconv.Itoa(len(row.responseBody)))
+		w.WriteHeader(int(*row.responseCode))
+		_, _ = w.Write(row.responseBody)
 	})
 }

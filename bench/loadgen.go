@@ -44,6 +44,10 @@ type Stats struct {
 	// StatusCounts counts requests by status: an HTTP status code, or "ok"
 	// and "error" for the limit, which speaks no HTTP.
 	StatusCounts map[string]int
+
+	// StatusLatencies holds the latencies of each status's requests,
+	// sorted.
+	StatusLatencies map[string][]time.Duration
 }
 
 // Requests is how many requests the run made.
@@ -63,11 +67,22 @@ func (s *Stats) RPS() float64 {
 // Percentile returns the latency under which a fraction q of the requests
 // completed (nearest rank), or 0 without requests.
 func (s *Stats) Percentile(q float64) time.Duration {
-	if len(s.Latencies) == 0 {
+	return percentile(s.Latencies, q)
+}
+
+// StatusPercentile is Percentile of the requests answered with status.
+func (s *Stats) StatusPercentile(status string, q float64) time.Duration {
+	return percentile(s.StatusLatencies[status], q)
+}
+
+// percentile returns the latency under which a fraction q of the sorted
+// latencies lie (nearest rank), or 0 without latencies.
+func percentile(latencies []time.Duration, q float64) time.Duration {
+	if len(latencies) == 0 {
 		return 0
 	}
-	rank := int(q*float64(len(s.Latencies))+0.5) - 1
-	return s.Latencies[min(max(rank, 0), len(s.Latencies)-1)]
+	rank := int(q*float64(len(latencies))+0.5) - 1
+	return latencies[min(max(rank, 0), len(latencies)-1)]
 }
 
 // add adds the requests of another run.
@@ -82,22 +97,32 @@ func (s *Stats) add(other *Stats) {
 	for status, n := range other.StatusCounts {
 		s.StatusCounts[status] += n
 	}
+	for status, latencies := range other.StatusLatencies {
+		s.StatusLatencies[status] = append(s.StatusLatencies[status], latencies...)
+		slices.Sort(s.StatusLatencies[status])
+	}
+}
+
+// newStats returns empty Stats.
+func newStats() *Stats {
+	return &Stats{StatusCounts: make(map[string]int), StatusLatencies: make(map[string][]time.Duration)}
 }
 
 // Recorder collects the requests of one worker. Each worker has its own, so
 // it needs no lock.
 type Recorder struct {
-	errors       int
-	firstError   error
-	latencies    []time.Duration
-	statusCounts map[string]int
+	errors          int
+	firstError      error
+	latencies       []time.Duration
+	statusLatencies map[string][]time.Duration
 }
 
 // Record records a request that started at start and was answered with
 // status. A non-nil err means the answer was not the expected one.
 func (r *Recorder) Record(start time.Time, status string, err error) {
-	r.latencies = append(r.latencies, time.Since(start))
-	r.statusCounts[status]++
+	latency := time.Since(start)
+	r.latencies = append(r.latencies, latency)
+	r.statusLatencies[status] = append(r.statusLatencies[status], latency)
 	if err != nil {
 		r.errors++
 		if r.firstError == nil {
@@ -124,7 +149,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig, op Op) *Stats {
 		return cfg.MaxIterations == 0 || started.Add(1) <= int64(cfg.MaxIterations)
 	}
 	for worker := range cfg.Concurrency {
-		rec := &Recorder{statusCounts: make(map[string]int)}
+		rec := &Recorder{statusLatencies: make(map[string][]time.Duration)}
 		recorders[worker] = rec
 		wg.Go(func() {
 			for iteration := 0; mayStart(); iteration++ {
@@ -138,17 +163,22 @@ func RunLoad(ctx context.Context, cfg LoadConfig, op Op) *Stats {
 
 // merge combines the workers' recorders into the run's Stats.
 func merge(recorders []*Recorder, elapsed time.Duration) *Stats {
-	stats := &Stats{Elapsed: elapsed, StatusCounts: make(map[string]int)}
+	stats := newStats()
+	stats.Elapsed = elapsed
 	for _, rec := range recorders {
 		stats.Errors += rec.errors
 		if stats.FirstError == nil {
 			stats.FirstError = rec.firstError
 		}
 		stats.Latencies = append(stats.Latencies, rec.latencies...)
-		for status, n := range rec.statusCounts {
-			stats.StatusCounts[status] += n
+		for status, latencies := range rec.statusLatencies {
+			stats.StatusCounts[status] += len(latencies)
+			stats.StatusLatencies[status] = append(stats.StatusLatencies[status], latencies...)
 		}
 	}
 	slices.Sort(stats.Latencies)
+	for _, latencies := range stats.StatusLatencies {
+		slices.Sort(latencies)
+	}
 	return stats
 }

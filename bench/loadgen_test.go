@@ -27,6 +27,9 @@ func TestRunLoadStopsAtMaxIterations(t *testing.T) {
 	require.EqualValues(t, 10, calls.Load())
 	require.Equal(t, 10, stats.Requests())
 	require.Equal(t, map[string]int{"201": 9, "500": 1}, stats.StatusCounts)
+	require.Len(t, stats.StatusLatencies["201"], 9)
+	require.Len(t, stats.StatusLatencies["500"], 1)
+	require.Equal(t, stats.StatusLatencies["500"][0], stats.StatusPercentile("500", 0.99))
 	require.Equal(t, 1, stats.Errors)
 	require.EqualError(t, stats.FirstError, "unexpected")
 }

@@ -1,23 +1,35 @@
-// Command bench measures the API against the database's own limit, in one
-// run, on a database of its own.
+// Command bench measures the API against the best raw form of its work,
+// and against a peer, in one run, on a database of its own.
 //
-// For each scenario (new keys at both isolation levels, replays of finished
-// keys, failures and their recovery, and new keys with a slow Stripe) and
-// each concurrency, it drives the API, in process behind a real HTTP server
-// on a loopback port, with a keep-alive load generator, then runs the limit:
-// the same statements of package db, in the same transactions, with the same
-// Stripe call between them, on the same pool, with no HTTP and no handler.
-// It prints a table and the targets of the issue, and writes results.json
-// and results.png.
+// It builds rocketrides and runs `rocketrides api` as a process of its own
+// (demo mode, on the bench's Stripe fake), so that the API's CPU and memory
+// are its own. For each scenario (new keys at both isolation levels,
+// replays of finished keys, cancels of charged rides) and each concurrency
+// it drives the API with a keep-alive load generator, then the limit: the
+// same rows written with each transaction in one round trip (SQL written
+// here by hand, sharing nothing with package db or the engine), the same
+// Stripe fake call between the transactions, from the same number of
+// goroutines on a pool of the same size, with no HTTP and no handler; for
+// replays, a bare net/http handler that runs the same read and writes the
+// stored bytes. Built with the peer (-tags peer), it runs the peer as a
+// third process, for new keys and replays.
 //
-// Run it from the repository's root:
+// Round trips and transactions per request are counted, for every side, by
+// a TCP proxy in front of PostgreSQL in a short calibration pass before
+// each cell; the timed runs go straight to PostgreSQL. The overload
+// scenario runs the API with its default admission settings at 32 and then
+// 1,024 clients and follows its memory until a minute after the load.
 //
-//	go run ./bench
+// It prints a table and the targets of issues 11 and 13, and writes
+// results.json and results.png. Run it from the repository's root:
 //
-// A cell alternates between the API and the limit in -rounds rounds (2 by
-// default), each a warm-up then a measured run, for -duration in all per
-// side (3 s by default); the whole run takes about three minutes. It sends
-// traffic to loopback addresses only, and stops by itself.
+//	go tool task bench
+//	go tool task bench -- -scenarios overload
+//
+// A cell alternates between the sides in -rounds rounds (2 by default),
+// each a warm-up then a timed run, for -duration in all per side (3 s by
+// default); the whole run takes about five minutes. It sends traffic to
+// loopback addresses only, and stops by itself.
 package main
 
 import (
@@ -26,12 +38,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,46 +56,75 @@ import (
 
 // Defaults of the flags.
 const (
-	concurrenciesDefault      = "1,8,32,64"
-	databaseURLDefault        = "postgres://127.0.0.1:5432/rocketrides_bench?sslmode=disable"
-	durationDefault           = 3 * time.Second
-	latencyConcurrencyDefault = 64
-	maxRequestsDefault        = 100_000
-	outDirDefault             = "bench"
-	poolMaxConnsDefault       = 64
-	replayKeysPerUserDefault  = 25
-	roundsDefault             = 2
-	stripeLatencyDefault      = 50 * time.Millisecond
-	timeoutDefault            = 10 * time.Minute
-	warmupDefault             = 500 * time.Millisecond
+	calibrationDefault         = 500 * time.Millisecond
+	calibrationWarmupDefault   = 200 * time.Millisecond
+	cancelConcurrencyDefault   = "8,32"
+	cancelRidesDefault         = 20_000
+	concurrenciesDefault       = "1,8,32,64"
+	databaseURLDefault         = "postgres://127.0.0.1:5432/rocketrides_bench?sslmode=disable"
+	durationDefault            = 3 * time.Second
+	maxRequestsDefault         = 100_000
+	outDirDefault              = "."
+	overloadClientsDefault     = 1024
+	overloadDurationDefault    = 3 * time.Second
+	overloadSettleDefault      = 60 * time.Second
+	overloadBaseClientsDefault = 32
+	poolMaxConnsDefault        = 16
+	replayKeysPerUserDefault   = 25
+	roundsDefault              = 2
+	timeoutDefault             = 15 * time.Minute
+	warmupDefault              = 500 * time.Millisecond
 )
+
+// servePeerMode is the first argument with which the bench runs as the
+// peer's server (see startPeer), not as the bench.
+const servePeerMode = "serve-peer"
 
 // config is the run's settings, from flags.
 type config struct {
-	concurrencies      []int
-	databaseURL        string
-	duration           time.Duration
-	latencyConcurrency int
-	maxIterations      int
-	outDir             string
-	poolMaxConns       int
-	replayKeysPerUser  int
-	rounds             int
-	scenarios          []string
-	stripeLatency      time.Duration
-	timeout            time.Duration
-	warmup             time.Duration
+	calibration         time.Duration
+	calibrationWarmup   time.Duration
+	cancelConcurrencies []int
+	cancelRides         int
+	concurrencies       []int
+	databaseURL         string
+	duration            time.Duration
+	maxIterations       int
+	noPeer              bool
+	outDir              string
+	overloadBaseClients int
+	overloadClients     int
+	overloadDuration    time.Duration
+	overloadSettle      time.Duration
+	poolMaxConns        int
+	replayKeysPerUser   int
+	rounds              int
+	scenarios           []string
+	timeout             time.Duration
+	warmup              time.Duration
 }
 
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 {
+		for mode, serve := range map[string]func(context.Context, []string) error{servePeerMode: servePeer, serveReplayLimitMode: serveReplayLimit} {
+			if os.Args[1] != mode {
+				continue
+			}
+			if err := serve(ctx, os.Args[2:]); err != nil {
+				slog.Error("bench: "+mode+" failed", slog.String("error", err.Error()))
+				os.Exit(1)
+			}
+			return
+		}
+	}
 	cfg, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	if err := run(ctx, cfg); err != nil {
@@ -93,17 +136,24 @@ func main() {
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
 	flags := flag.NewFlagSet("bench", flag.ContinueOnError)
-	concurrencies := flags.String("concurrency", concurrenciesDefault, "concurrencies of every scenario but stripe_latency, comma-separated")
+	flags.DurationVar(&cfg.calibration, "calibration", calibrationDefault, "counted run of each side's calibration through the proxy, per cell")
+	flags.DurationVar(&cfg.calibrationWarmup, "calibration-warmup", calibrationWarmupDefault, "unmeasured run before each calibration")
+	cancelConcurrencies := flags.String("cancel-concurrency", cancelConcurrencyDefault, "concurrencies of the cancels scenario, comma-separated")
+	flags.IntVar(&cfg.cancelRides, "cancel-rides", cancelRidesDefault, "charged rides made for the cancels scenario to cancel")
+	concurrencies := flags.String("concurrency", concurrenciesDefault, "concurrencies of the new keys and replays scenarios, comma-separated")
 	flags.StringVar(&cfg.databaseURL, "database-url", cmp.Or(os.Getenv("BENCH_DATABASE_URL"), databaseURLDefault), "database to create if missing and use (env BENCH_DATABASE_URL); its tables are emptied")
-	flags.DurationVar(&cfg.duration, "duration", durationDefault, "measured time of each side of a cell, split across its rounds")
-	flags.IntVar(&cfg.latencyConcurrency, "latency-concurrency", latencyConcurrencyDefault, "concurrency of the stripe_latency scenario")
-	flags.IntVar(&cfg.maxIterations, "max-requests", maxRequestsDefault, "most iterations of a measured run (a recovery iteration is two requests)")
-	flags.StringVar(&cfg.outDir, "out", outDirDefault, "directory of results.json, results.png and CPU profiles")
-	flags.IntVar(&cfg.poolMaxConns, "pool-max-conns", poolMaxConnsDefault, "size of the pool that the API and the limit share")
+	flags.DurationVar(&cfg.duration, "duration", durationDefault, "timed run of each side of a cell, split across its rounds")
+	flags.IntVar(&cfg.maxIterations, "max-requests", maxRequestsDefault, "most iterations of a timed run")
+	flags.BoolVar(&cfg.noPeer, "no-peer", false, "leave the peer out even if it is built in")
+	flags.StringVar(&cfg.outDir, "out", outDirDefault, "directory of results.json and results.png")
+	flags.IntVar(&cfg.overloadBaseClients, "overload-base-clients", overloadBaseClientsDefault, "clients of the overload scenario's reference run")
+	flags.IntVar(&cfg.overloadClients, "overload-clients", overloadClientsDefault, "clients of the overload scenario's overload run")
+	flags.DurationVar(&cfg.overloadDuration, "overload-duration", overloadDurationDefault, "timed run of each of the overload scenario's two loads")
+	flags.DurationVar(&cfg.overloadSettle, "overload-settle", overloadSettleDefault, "wait after the overload before the API's memory is read again")
+	flags.IntVar(&cfg.poolMaxConns, "pool-max-conns", poolMaxConnsDefault, "size of the API's pool (DB_MAX_CONNS), the limit's and the peer's; 16 is the API's default")
 	flags.IntVar(&cfg.replayKeysPerUser, "replay-keys-per-user", replayKeysPerUserDefault, "finished keys per user that the replays scenario asks for again")
-	flags.IntVar(&cfg.rounds, "rounds", roundsDefault, "rounds of a cell: each runs the API, then the limit, after a warm-up each")
+	flags.IntVar(&cfg.rounds, "rounds", roundsDefault, "rounds of a cell: each runs every side after a warm-up")
 	scenarios := flags.String("scenarios", strings.Join(scenarioNames(), ","), "scenarios to run, comma-separated")
-	flags.DurationVar(&cfg.stripeLatency, "stripe-latency", stripeLatencyDefault, "Stripe fake's latency per charge in the stripe_latency scenario")
 	flags.DurationVar(&cfg.timeout, "timeout", timeoutDefault, "bound on the whole run")
 	flags.DurationVar(&cfg.warmup, "warmup", warmupDefault, "unmeasured run before each round of each side")
 	if err := flags.Parse(args); err != nil {
@@ -118,65 +168,105 @@ func parseFlags(args []string) (*config, error) {
 		}
 		cfg.scenarios = append(cfg.scenarios, name)
 	}
-	for _, field := range strings.Split(*concurrencies, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(field))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("invalid -concurrency %q", *concurrencies)
-		}
-		cfg.concurrencies = append(cfg.concurrencies, n)
+	var err error
+	if cfg.concurrencies, err = parseConcurrencies("concurrency", *concurrencies); err != nil {
+		return nil, err
+	}
+	if cfg.cancelConcurrencies, err = parseConcurrencies("cancel-concurrency", *cancelConcurrencies); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
 
-// run sets up the database and the Stripe fakes, runs every scenario, and
-// reports.
+// parseConcurrencies parses a comma-separated list of positive integers.
+func parseConcurrencies(flagName, list string) ([]int, error) {
+	var concurrencies []int
+	for _, field := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("invalid -%s %q", flagName, list)
+		}
+		concurrencies = append(concurrencies, n)
+	}
+	return concurrencies, nil
+}
+
+// run sets up the database, the proxy, the Stripe fake and the binary,
+// runs every scenario, and reports.
 func run(ctx context.Context, cfg *config) error {
-	counter := newDBCounter()
-	pool, err := openDatabase(ctx, cfg, counter)
+	pool, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-
-	numUsers := max(slices.Max(cfg.concurrencies), cfg.latencyConcurrency)
-	fast, err := startStripe(ctx, pool, counter, "fast", 0, numUsers)
+	dir, err := os.MkdirTemp("", "rocketrides-bench-")
+	if err != nil {
+		return fmt.Errorf("creating a temporary directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	slog.InfoContext(ctx, "bench: building rocketrides")
+	binary, err := buildRocketrides(ctx, dir)
 	if err != nil {
 		return err
 	}
-	slow, err := startStripe(ctx, pool, counter, "slow", cfg.stripeLatency, numUsers)
+	target, err := databaseHostPort(cfg.databaseURL)
 	if err != nil {
 		return err
 	}
-	b := &bench{config: cfg, counter: counter, fast: fast, pool: pool, slow: slow}
+	proxy, err := newPGProxy(target)
+	if err != nil {
+		return err
+	}
+	defer proxy.close()
+	numUsers := max(maxOf(cfg.concurrencies), maxOf(cfg.cancelConcurrencies))
+	stripe, err := startStripe(ctx, pool, numUsers)
+	if err != nil {
+		return err
+	}
+	b := &bench{config: cfg, binary: binary, dir: dir, pool: pool, proxy: proxy, rides: &rideSupply{}, stripe: stripe}
+	if !peerBuilt {
+		slog.InfoContext(ctx, "bench: built without the peer, package dbospeer (see peer_off.go)")
+	}
 
-	var rows []*Row
+	results := &Results{}
 	for _, sc := range b.scenarios() {
 		if !slices.Contains(cfg.scenarios, sc.name) {
 			continue
 		}
 		slog.InfoContext(ctx, "bench: scenario", slog.String("scenario", sc.name), slog.Any("concurrencies", sc.concurrencies))
-		scenarioRows, err := b.runScenario(ctx, sc)
+		rows, err := b.runScenario(ctx, sc)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
 		}
-		rows = append(rows, scenarioRows...)
+		results.Cells = append(results.Cells, rows...)
 	}
-	return report(rows, cfg.outDir)
+	if slices.Contains(cfg.scenarios, scenarioOverload) {
+		slog.InfoContext(ctx, "bench: scenario", slog.String("scenario", scenarioOverload),
+			slog.Int("base_clients", cfg.overloadBaseClients), slog.Int("clients", cfg.overloadClients))
+		results.Overload, err = b.runOverload(ctx)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", scenarioOverload, err)
+		}
+	}
+	return report(results, cfg.outDir)
+}
+
+// databaseHostPort is the host:port of databaseURL, for the proxy.
+func databaseHostPort(databaseURL string) (string, error) {
+	config, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return "", fmt.Errorf("parsing database URL %s: %w", db.RedactURL(databaseURL), err)
+	}
+	return net.JoinHostPort(config.ConnConfig.Host, strconv.Itoa(int(config.ConnConfig.Port))), nil
 }
 
 // openDatabase creates the bench's database if missing, migrates it,
-// empties it, and returns a pool on it that counter traces.
-func openDatabase(ctx context.Context, cfg *config, counter *dbCounter) (*pgxpool.Pool, error) {
+// empties it, and returns a pool on it.
+func openDatabase(ctx context.Context, cfg *config) (*pgxpool.Pool, error) {
 	if err := db.CreateDatabase(ctx, cfg.databaseURL); err != nil {
 		return nil, err
 	}
-	poolConfig, err := pgxpool.ParseConfig(cfg.databaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("parsing database URL %s: %w", db.RedactURL(cfg.databaseURL), err)
-	}
-	poolConfig.MaxConns = int32(cfg.poolMaxConns)
-	poolConfig.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
+	pool, err := pgxpool.New(ctx, cfg.databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", db.RedactURL(cfg.databaseURL), err)
 	}
@@ -191,23 +281,22 @@ func openDatabase(ctx context.Context, cfg *config, counter *dbCounter) (*pgxpoo
 	return pool, nil
 }
 
-// report judges the targets, keeps the profiles of the cells that failed
-// one, and writes the table, the targets, results.json and results.png.
-func report(rows []*Row, outDir string) error {
-	targets := evaluate(rows)
-	profileErr := keepProfiles(rows, failedRows(targets))
-	if err := writeTable(os.Stdout, rows); err != nil {
+// report judges the targets and writes the table, the targets,
+// results.json and results.png.
+func report(results *Results, outDir string) error {
+	results.Targets = evaluate(results)
+	if err := writeTable(os.Stdout, results); err != nil {
 		return err
 	}
 	fmt.Println()
-	if err := writeTargets(os.Stdout, targets); err != nil {
+	if err := writeTargets(os.Stdout, results.Targets); err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(outDir, "results.json"), rows); err != nil {
+	if err := writeJSON(filepath.Join(outDir, "results.json"), results); err != nil {
 		return err
 	}
-	if err := writeChart(filepath.Join(outDir, "results.png"), rows); err != nil {
-		return err
+	if len(results.Cells) == 0 {
+		return nil
 	}
-	return profileErr
+	return writeChart(filepath.Join(outDir, "results.png"), results.Cells)
 }

@@ -12,50 +12,46 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
-// Row is one scenario at one concurrency: the API's figures, and the
-// limit's beside them. An array of rows is results.json.
+// Results is results.json: every cell, the overload scenario, and the
+// targets as judged.
+type Results struct {
+	Cells    []*Row          `json:"cells"`
+	Overload *OverloadResult `json:"overload,omitempty"`
+	Targets  []*Target       `json:"targets"`
+}
+
+// Row is one scenario at one concurrency: the API's figures, the limit's
+// and, where it ran, the peer's.
 type Row struct {
 	Scenario    string `json:"scenario"`
 	Concurrency int    `json:"concurrency"`
 
-	// Isolation is the level of the phases' transactions.
+	// Isolation is the level of the transactions, API and limit alike.
 	Isolation string `json:"isolation"`
 
-	// PoolMaxConns is the size of the pool that the API and the limit
-	// share.
-	PoolMaxConns int32 `json:"pool_max_conns"`
+	// PoolMaxConns is the size of the API's pool, the limit's and the
+	// peer's.
+	PoolMaxConns int `json:"pool_max_conns"`
 
-	// StripeLatencyMS is how long the Stripe fake takes per charge.
-	StripeLatencyMS float64 `json:"stripe_latency_ms"`
-
-	// APIRPS and LimitRPS count the requests answered as expected, per
-	// second.
+	// APIRPS, LimitRPS and PeerRPS count the requests answered as
+	// expected, per second; Ratio is APIRPS / LimitRPS.
 	APIRPS   float64 `json:"api_rps"`
 	LimitRPS float64 `json:"limit_rps"`
+	PeerRPS  float64 `json:"peer_rps,omitempty"`
+	Ratio    float64 `json:"ratio"`
 
-	// Ratio is APIRPS / LimitRPS.
-	Ratio float64 `json:"ratio"`
-
-	// Figures are the API's.
-	Figures
-
-	// APINewConns is how many connections the API accepted during the
-	// measured run: zero when the load generator keeps its connections
-	// alive.
-	APINewConns int64 `json:"api_new_conns"`
-
-	// Limit is the limit's figures.
-	Limit Figures `json:"limit"`
+	API   Figures  `json:"api"`
+	Limit Figures  `json:"limit"`
+	Peer  *Figures `json:"peer,omitempty"`
 }
 
 // Figures are what one side measured in a cell.
 type Figures struct {
-	// Requests is how many requests were answered in the measured run.
+	// Requests is how many requests were answered in the timed runs.
 	Requests int     `json:"requests"`
+	RPS      float64 `json:"rps"`
 	P50MS    float64 `json:"p50_ms"`
 	P90MS    float64 `json:"p90_ms"`
 	P99MS    float64 `json:"p99_ms"`
@@ -65,112 +61,130 @@ type Figures struct {
 	Errors     int    `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
 
-	// StatusCounts counts answers by HTTP status (by "ok" and "error" for
-	// the limit).
+	// StatusCounts counts answers by HTTP status ("ok" and "error" for
+	// the limit of a scenario with no HTTP).
 	StatusCounts map[string]int `json:"status_counts"`
 
-	// MaxDBConns is the most connections of the pool in use at once, and
-	// MeanDBConns how many were in use on average.
-	MaxDBConns  int32   `json:"max_db_conns"`
-	MeanDBConns float64 `json:"mean_db_conns"`
+	// RoundTripsPerRequest and TxPerRequest are what the calibration
+	// through the proxy counted (see pgProxy), over CalibrationRequests
+	// requests.
+	RoundTripsPerRequest float64 `json:"round_trips_per_request"`
+	TxPerRequest         float64 `json:"tx_per_request"`
+	CalibrationRequests  int     `json:"calibration_requests"`
 
-	// DBConnMSPerRequest is how long a request held connections, in all:
-	// a request that held one during the Stripe call would hold it for at
-	// least Stripe's latency.
-	DBConnMSPerRequest float64 `json:"db_conn_ms_per_request"`
+	// ProcessCPUMSPerRequest is the CPU time of the side's own process
+	// (the API's, the peer's) per request, and ProcessPeakRSSMB its most
+	// resident memory; both zero for the limit, which runs in the bench.
+	ProcessCPUMSPerRequest float64 `json:"process_cpu_ms_per_request"`
+	ProcessPeakRSSMB       float64 `json:"process_peak_rss_mb"`
 
-	// DBRoundTripsPerRequest counts statements, BEGIN and COMMIT included;
-	// TxPerRequest counts transactions, retries included.
-	DBRoundTripsPerRequest float64 `json:"db_round_trips_per_request"`
-	TxPerRequest           float64 `json:"tx_per_request"`
+	// PostgresCPUMSPerRequest is the CPU time of the database's backends
+	// per request.
+	PostgresCPUMSPerRequest float64 `json:"postgres_cpu_ms_per_request"`
 
-	// BenchProcessCores is how many cores this process kept busy (load
-	// generator, API and Stripe fake together), PostgresCores how many the
-	// database's backends did, and MachineCores how many were busy on the
-	// whole machine, whatever ran there (other work shares it).
+	// BenchProcessCores is how many cores the bench's process kept busy
+	// (load generator, Stripe fake, and the limit on its side),
+	// ProcessCores how many the side's own process did, PostgresCores how
+	// many the database's backends did, and MachineCores how many were
+	// busy on the whole machine, whatever ran there (other work shares
+	// it).
 	BenchProcessCores float64 `json:"bench_process_cores"`
 	MachineCores      float64 `json:"machine_cores"`
 	PostgresCores     float64 `json:"postgres_cores"`
-
-	// StripeCharges is how many charge requests Stripe got,
-	// StripeCallsHoldingDBConn how many of them came while their request
-	// held a database connection, and StripeNewConns how many connections
-	// the Stripe client opened for them.
-	StripeCharges            int   `json:"stripe_charges"`
-	StripeCallsHoldingDBConn int64 `json:"stripe_calls_holding_db_conn"`
-	StripeNewConns           int64 `json:"stripe_new_conns"`
-
-	// Profiles are the CPU profiles of the measured runs, one per round,
-	// kept when a target failed on this cell. go tool pprof merges them.
-	Profiles []string `json:"profiles,omitempty"`
+	ProcessCores      float64 `json:"process_cores"`
 }
 
 // newRow puts together the figures of a cell.
-func newRow(sc *scenario, concurrency int, poolMaxConns int32, apiSide, limitSide *measurement) *Row {
+func newRow(sc *scenario, concurrency, poolMaxConns int, measured map[string]*measurement) *Row {
 	row := &Row{
-		Scenario:        sc.name,
-		Concurrency:     concurrency,
-		Isolation:       isolationName(sc.isolation),
-		PoolMaxConns:    poolMaxConns,
-		StripeLatencyMS: ms(sc.stripe.latency),
-		APIRPS:          round(apiSide.stats.RPS()),
-		LimitRPS:        round(limitSide.stats.RPS()),
-		Figures:         newFigures(apiSide),
-		APINewConns:     apiSide.apiNewConns,
-		Limit:           newFigures(limitSide),
+		Scenario:     sc.name,
+		Concurrency:  concurrency,
+		Isolation:    sc.isolation,
+		PoolMaxConns: poolMaxConns,
+		API:          newFigures(measured[sideAPI]),
+		Limit:        newFigures(measured[sideLimit]),
 	}
-	if limitSide.stats.RPS() > 0 {
-		row.Ratio = math.Round(apiSide.stats.RPS()/limitSide.stats.RPS()*1000) / 1000
+	row.APIRPS, row.LimitRPS = row.API.RPS, row.Limit.RPS
+	if m, ok := measured[sidePeer]; ok {
+		peer := newFigures(m)
+		row.Peer, row.PeerRPS = &peer, peer.RPS
+	}
+	if row.LimitRPS > 0 {
+		row.Ratio = math.Round(row.APIRPS/row.LimitRPS*1000) / 1000
 	}
 	return row
 }
 
 func newFigures(m *measurement) Figures {
 	figures := Figures{
-		Requests:                 m.stats.Requests(),
-		P50MS:                    ms(m.stats.Percentile(0.50)),
-		P90MS:                    ms(m.stats.Percentile(0.90)),
-		P99MS:                    ms(m.stats.Percentile(0.99)),
-		Errors:                   m.stats.Errors,
-		StatusCounts:             m.stats.StatusCounts,
-		MaxDBConns:               m.db.MaxConns,
-		BenchProcessCores:        round(m.cpu.cores(m.cpu.process)),
-		MachineCores:             round(m.cpu.cores(m.cpu.machine)),
-		PostgresCores:            round(m.cpu.cores(m.cpu.postgres)),
-		StripeCharges:            m.stripeCharges,
-		StripeCallsHoldingDBConn: m.db.StripeCallsHolding,
-		StripeNewConns:           m.stripeNewConns,
-		Profiles:                 m.profiles,
+		Requests:            m.stats.Requests(),
+		RPS:                 round(m.stats.RPS()),
+		P50MS:               ms(m.stats.Percentile(0.50)),
+		P90MS:               ms(m.stats.Percentile(0.90)),
+		P99MS:               ms(m.stats.Percentile(0.99)),
+		Errors:              m.stats.Errors,
+		StatusCounts:        m.stats.StatusCounts,
+		CalibrationRequests: m.calibrationReqs,
+		ProcessPeakRSSMB:    mb(m.processPeakRSS),
+		BenchProcessCores:   round(m.cpu.cores(m.cpu.process)),
+		MachineCores:        round(m.cpu.cores(m.cpu.machine)),
+		PostgresCores:       round(m.cpu.cores(m.cpu.postgres)),
+		ProcessCores:        round(m.cpu.cores(m.processCPU)),
 	}
 	if m.stats.FirstError != nil {
 		figures.FirstError = m.stats.FirstError.Error()
 	}
-	if m.stats.Elapsed > 0 {
-		figures.MeanDBConns = round(m.db.ConnTime.Seconds() / m.stats.Elapsed.Seconds())
+	if n := m.calibrationReqs; n > 0 {
+		figures.RoundTripsPerRequest = round(float64(m.calibration.RoundTrips) / float64(n))
+		figures.TxPerRequest = round(float64(m.calibration.Transactions) / float64(n))
 	}
-	if requests := m.stats.Requests(); requests > 0 {
-		figures.DBConnMSPerRequest = ms(m.db.ConnTime / time.Duration(requests))
-		figures.DBRoundTripsPerRequest = round(float64(m.db.Queries) / float64(requests))
-		figures.TxPerRequest = round(float64(m.db.Begins) / float64(requests))
+	if n := m.stats.Requests(); n > 0 {
+		figures.ProcessCPUMSPerRequest = ms(m.processCPU / time.Duration(n))
+		figures.PostgresCPUMSPerRequest = ms(m.cpu.postgres / time.Duration(n))
 	}
 	return figures
 }
 
-// writeTable writes the rows as a table.
-func writeTable(w io.Writer, rows []*Row) error {
+// writeTable writes the cells as a table, then the overload scenario.
+func writeTable(w io.Writer, results *Results) error {
+	if len(results.Cells) > 0 {
+		if err := writeCells(w, results.Cells); err != nil {
+			return err
+		}
+	}
+	if o := results.Overload; o != nil {
+		return writeOverload(w, o)
+	}
+	return nil
+}
+
+// writeCells writes the cells as a table.
+func writeCells(w io.Writer, cells []*Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tconc\tapi rps\tlimit rps\tratio\tp50 ms\tp90 ms\tp99 ms\terrors api/lim\tstatuses\tdb conns api/lim\tconn ms/req api/lim\ttrips/req api/lim\ttx/req api/lim\tcores go+pg+others api\tcores go+pg+others lim\t")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d/%d\t%s\t%d/%d\t%.2f/%.2f\t%.2f/%.2f\t%.2f/%.2f\t%s\t%s\t\n",
-			r.Scenario, r.Concurrency, r.APIRPS, r.LimitRPS, r.Ratio, r.P50MS, r.P90MS, r.P99MS, r.Errors, r.Limit.Errors,
-			statusSummary(r.StatusCounts), r.MaxDBConns, r.Limit.MaxDBConns, r.DBConnMSPerRequest, r.Limit.DBConnMSPerRequest,
-			r.DBRoundTripsPerRequest, r.Limit.DBRoundTripsPerRequest, r.TxPerRequest, r.Limit.TxPerRequest,
-			r.Figures.cores(), r.Limit.cores())
+	fmt.Fprintln(tw, "scenario\tconc\tapi rps\tlimit rps\tratio\tpeer rps\tp50 ms api\tp99 ms api/lim/peer\t"+
+		"trips/req api/lim/peer\ttx/req api/lim/peer\tprocess cpu ms/req api/lim/peer\tpg cpu ms/req api/lim/peer\t"+
+		"errors api/lim/peer\tapi statuses\tcores bench+api+pg+others\t")
+	for _, r := range cells {
+		peer := Figures{}
+		if r.Peer != nil {
+			peer = *r.Peer
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%s\t%.2f\t%.1f/%.1f/%s\t%.2f/%.2f/%s\t%.2f/%.2f/%s\t%.3f/%s/%s\t%.3f/%.3f/%s\t%d/%d/%s\t%s\t%s\t\n",
+			r.Scenario, r.Concurrency, r.APIRPS, r.LimitRPS, r.Ratio, peerValue(r, "%.0f", peer.RPS), r.API.P50MS,
+			r.API.P99MS, r.Limit.P99MS, peerValue(r, "%.1f", peer.P99MS),
+			r.API.RoundTripsPerRequest, r.Limit.RoundTripsPerRequest, peerValue(r, "%.2f", peer.RoundTripsPerRequest),
+			r.API.TxPerRequest, r.Limit.TxPerRequest, peerValue(r, "%.2f", peer.TxPerRequest),
+			r.API.ProcessCPUMSPerRequest, limitProcessCPU(r), peerValue(r, "%.3f", peer.ProcessCPUMSPerRequest),
+			r.API.PostgresCPUMSPerRequest, r.Limit.PostgresCPUMSPerRequest, peerValue(r, "%.3f", peer.PostgresCPUMSPerRequest),
+			r.API.Errors, r.Limit.Errors, peerValue(r, "%.0f", float64(peer.Errors)),
+			statusSummary(r.API.StatusCounts), r.API.cores())
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing table: %w", err)
 	}
-	_, err := fmt.Fprintln(w, "cores: this process (load generator, API, Stripe fake) + the database's backends + everything else on the machine;"+
+	_, err := fmt.Fprintln(w, "trips and tx: counted by the proxy in front of PostgreSQL during each side's calibration;"+
+		"\nprocess cpu: the side's own process (the API's, the replays' bare handler's, the peer's) per request;"+
+		"\ncores: the bench's process (load generator, Stripe fake) + the API's process + the database's backends + everything else on the machine;"+
 		"\na cell where everything else took a good share of the 2 cores measured the neighbours as much as the API.")
 	if err != nil {
 		return fmt.Errorf("writing table: %w", err)
@@ -178,16 +192,58 @@ func writeTable(w io.Writer, rows []*Row) error {
 	return nil
 }
 
-// cores writes the cores used by this process, by the database's backends,
-// and by everything else on the machine.
-func (f *Figures) cores() string {
-	others := max(f.MachineCores-f.BenchProcessCores-f.PostgresCores, 0)
-	return fmt.Sprintf("%.1f+%.1f+%.1f", f.BenchProcessCores, f.PostgresCores, others)
+// writeOverload writes the overload scenario.
+func writeOverload(w io.Writer, o *OverloadResult) error {
+	if _, err := fmt.Fprintln(w, "\noverload, the API with its default admission settings, new keys:"); err != nil {
+		return fmt.Errorf("writing table: %w", err)
+	}
+	for _, load := range []OverloadLoad{o.Base, o.Overload, o.Hammer} {
+		clients := "clients retrying at once"
+		if load.HonorRetryAfter {
+			clients = "clients honoring Retry-After"
+		}
+		_, err := fmt.Fprintf(w, "  %4d %s: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms, %d without Retry-After), API CPU %.3f ms/req, statuses %s\n",
+			load.Clients, clients, load.GoodputRPS, load.AdmittedP99MS, load.Shed, load.ShedP99MS, load.ShedWithoutRetryAfter,
+			load.APICPUMSPerRequest, statusSummary(load.StatusCounts))
+		if err != nil {
+			return fmt.Errorf("writing table: %w", err)
+		}
+	}
+	_, err := fmt.Fprintf(w, "  API RSS: idle %.1f MiB, peak %.1f MiB, %.0f s after the load %.1f MiB\n", o.IdleRSSMB, o.PeakRSSMB, o.SettleSeconds, o.SettledRSSMB)
+	if err != nil {
+		return fmt.Errorf("writing table: %w", err)
+	}
+	return nil
 }
 
-// writeJSON writes the rows to path as an indented JSON array.
-func writeJSON(path string, rows []*Row) error {
-	data, err := json.MarshalIndent(rows, "", "  ")
+// limitProcessCPU formats the CPU per request of the limit's own process,
+// "-" for a limit that runs in the bench's process.
+func limitProcessCPU(r *Row) string {
+	if r.Limit.ProcessCPUMSPerRequest == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", r.Limit.ProcessCPUMSPerRequest)
+}
+
+// peerValue formats value for the peer's column, "-" where it did not run.
+func peerValue(r *Row, format string, value float64) string {
+	if r.Peer == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, value)
+}
+
+// cores writes the cores used by the bench's process, by the side's own
+// process, by the database's backends, and by everything else on the
+// machine.
+func (f *Figures) cores() string {
+	others := max(f.MachineCores-f.BenchProcessCores-f.ProcessCores-f.PostgresCores, 0)
+	return fmt.Sprintf("%.1f+%.1f+%.1f+%.1f", f.BenchProcessCores, f.ProcessCores, f.PostgresCores, others)
+}
+
+// writeJSON writes the results to path as indented JSON.
+func writeJSON(path string, results *Results) error {
+	data, err := json.MarshalIndent(results, "", "  ")
 	if err != nil {
 		return fmt.Errorf("marshaling results: %w", err)
 	}
@@ -204,10 +260,6 @@ func statusSummary(counts map[string]int) string {
 		parts = append(parts, status+":"+strconv.Itoa(counts[status]))
 	}
 	return strings.Join(parts, " ")
-}
-
-func isolationName(level pgx.TxIsoLevel) string {
-	return strings.ReplaceAll(strings.ToLower(string(level)), " ", "_")
 }
 
 // ms is d in milliseconds, to the microsecond.

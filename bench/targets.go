@@ -3,110 +3,114 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 )
 
-// The issue's targets.
+// The targets of issue 11 (goals 1 and 3) and issue 13 (goal 4). Each is a
+// figure of the issue, not of the code it judges.
 const (
-	// newKeysRatioMin is the least share of the limit that new keys must
-	// reach at newKeysTargetConcurrency.
-	newKeysRatioMin          = 0.8
+	// ratioMin is the least share of its limit that new keys (at
+	// newKeysRatioConcurrencies), cancels and replays must reach.
+	ratioMin = 0.8
+
+	// newKeysP99MaxMS is the most p99 of new keys at
+	// newKeysTargetConcurrency, in milliseconds.
+	newKeysP99MaxMS          = 100
 	newKeysTargetConcurrency = 32
 
-	// replaysRatioMin is the least share of the limit that replays must
-	// reach, at every concurrency.
-	replaysRatioMin = 0.5
+	// newKeyCPUMaxMS is the most CPU time of the API's process per new key
+	// at newKeysTargetConcurrency, in milliseconds.
+	newKeyCPUMaxMS = 0.6
 
-	// newKeyTxMax is the most transactions a new key may take, and
-	// replayRoundTripsMax the most round trips a replay may take.
-	newKeyTxMax         = 2
+	// newKeyRoundTripsMax and replayRoundTripsMax are the most round trips
+	// of a new key (at read committed) and of a replay.
+	newKeyRoundTripsMax = 3
 	replayRoundTripsMax = 1
 
-	// stripeShareMin is the least share of the Stripe-bound ceiling
-	// (concurrency / Stripe's latency) that the API must reach with a slow
-	// Stripe, for its throughput to count as bounded by Stripe.
-	stripeShareMin = 0.8
+	// overloadGoodputMin is the least share of the goodput with few
+	// clients that the API must keep under overload; overloadP99MaxMS the
+	// most p99 of its admitted requests; overloadRSSTolerance how far from
+	// idle its RSS may stay after the load.
+	overloadGoodputMin   = 0.9
+	overloadP99MaxMS     = 1000
+	overloadRSSTolerance = 0.2
 )
 
-// Target is one of the issue's targets and whether the run met it.
-type Target struct {
-	// Failed are the cells that failed it; their profiles are kept.
-	Failed []*Row
+// newKeysRatioConcurrencies are where new keys must reach ratioMin.
+var newKeysRatioConcurrencies = []int{8, 32}
 
-	Holds    bool
-	Measured string
-	Name     string
+// Target is one of the issues' targets and whether the run met it.
+type Target struct {
+	Name     string `json:"name"`
+	Holds    bool   `json:"holds"`
+	Measured string `json:"measured"`
 
 	// Skipped is set when none of the target's scenarios ran.
-	Skipped bool
+	Skipped bool `json:"skipped,omitempty"`
 }
 
-// newTarget returns a target judged on rows: it holds until a row fails
-// it, and is skipped without rows.
-func newTarget(name string, rows []*Row) *Target {
-	return &Target{Holds: len(rows) > 0, Name: name, Skipped: len(rows) == 0}
-}
-
-// evaluate judges every target on rows.
-func evaluate(rows []*Row) []*Target {
-	return []*Target{
-		ratioTarget(fmt.Sprintf("new keys at concurrency %d >= %.1f of the limit", newKeysTargetConcurrency, newKeysRatioMin),
-			selectRows(rows, func(r *Row) bool {
-				return r.Scenario == scenarioNewKeys && r.Concurrency == newKeysTargetConcurrency
-			}), newKeysRatioMin),
-		ratioTarget(fmt.Sprintf("replays >= %.1f of the limit, at every concurrency", replaysRatioMin),
-			selectRows(rows, byScenario(scenarioReplays)), replaysRatioMin),
-		perRequestTarget(fmt.Sprintf("<= %d transactions for a new key", newKeyTxMax),
-			selectRows(rows, byScenario(scenarioNewKeys)), func(r *Row) float64 { return r.TxPerRequest }, newKeyTxMax),
-		perRequestTarget(fmt.Sprintf("%d round trip for a replay, user lookup included", replayRoundTripsMax),
-			selectRows(rows, byScenario(scenarioReplays)), func(r *Row) float64 { return r.DBRoundTripsPerRequest }, replayRoundTripsMax),
-		distinctKeysTarget(selectRows(rows, byScenario(scenarioNewKeys, scenarioNewKeysSerializable, scenarioStripeLatency))),
-		poolSizeTarget(selectRows(rows, byScenario(scenarioStripeLatency))),
-		noConnDuringStripeTarget(rows),
-		stripeBoundTarget(selectRows(rows, byScenario(scenarioStripeLatency))),
-	}
-}
-
-// ratioTarget holds if the API reaches min of the limit in every row.
-func ratioTarget(name string, rows []*Row, min float64) *Target {
-	t := newTarget(name, rows)
+// rowTarget judges a figure of each of rows against a bound: ok says
+// whether the row's figure meets it.
+func rowTarget(name string, rows []*Row, format string, figure func(*Row) float64, ok func(float64) bool) *Target {
+	t := &Target{Name: name, Holds: len(rows) > 0, Skipped: len(rows) == 0}
 	var measured []string
 	for _, r := range rows {
-		measured = append(measured, fmt.Sprintf("%.2f at c=%d", r.Ratio, r.Concurrency))
-		if r.Ratio < min {
+		value := figure(r)
+		measured = append(measured, fmt.Sprintf(format+" at %s c=%d", value, r.Scenario, r.Concurrency))
+		if !ok(value) {
 			t.Holds = false
-			t.Failed = append(t.Failed, r)
 		}
 	}
 	t.Measured = strings.Join(measured, ", ")
 	return t
 }
 
-// perRequestTarget holds if figure stays at or under max in every row.
-func perRequestTarget(name string, rows []*Row, figure func(*Row) float64, max float64) *Target {
-	t := newTarget(name, rows)
-	var measured []string
-	for _, r := range rows {
-		measured = append(measured, fmt.Sprintf("%.2f at c=%d", figure(r), r.Concurrency))
-		if figure(r) > max {
-			t.Holds = false
-			t.Failed = append(t.Failed, r)
-		}
+// evaluate judges every target on results.
+func evaluate(results *Results) []*Target {
+	cells := results.Cells
+	newKeysAt := func(concurrencies ...int) []*Row {
+		return selectRows(cells, func(r *Row) bool {
+			return r.Scenario == scenarioNewKeys && slices.Contains(concurrencies, r.Concurrency)
+		})
 	}
-	t.Measured = strings.Join(measured, ", ")
-	return t
+	atLeast := func(min float64) func(float64) bool { return func(v float64) bool { return v >= min } }
+	atMost := func(max float64) func(float64) bool { return func(v float64) bool { return v <= max } }
+	ratio := func(r *Row) float64 { return r.Ratio }
+	targets := []*Target{
+		rowTarget(fmt.Sprintf("new keys >= %.1f of the limit at c=8 and c=32", ratioMin),
+			newKeysAt(newKeysRatioConcurrencies...), "%.2f", ratio, atLeast(ratioMin)),
+		rowTarget(fmt.Sprintf("cancels >= %.1f of the limit", ratioMin),
+			selectRows(cells, byScenario(scenarioCancels)), "%.2f", ratio, atLeast(ratioMin)),
+		rowTarget(fmt.Sprintf("replays >= %.1f of the bare-handler limit", ratioMin),
+			selectRows(cells, byScenario(scenarioReplays)), "%.2f", ratio, atLeast(ratioMin)),
+		rowTarget(fmt.Sprintf("new keys p99 at c=%d < %d ms", newKeysTargetConcurrency, newKeysP99MaxMS),
+			newKeysAt(newKeysTargetConcurrency), "%.1f ms", func(r *Row) float64 { return r.API.P99MS },
+			func(v float64) bool { return v < newKeysP99MaxMS }),
+		rowTarget(fmt.Sprintf("API CPU per new key at c=%d <= %.1f ms", newKeysTargetConcurrency, newKeyCPUMaxMS),
+			newKeysAt(newKeysTargetConcurrency), "%.3f ms", func(r *Row) float64 { return r.API.ProcessCPUMSPerRequest }, atMost(newKeyCPUMaxMS)),
+		rowTarget(fmt.Sprintf("new key <= %d round trips (read committed)", newKeyRoundTripsMax),
+			selectRows(cells, byScenario(scenarioNewKeys)), "%.2f", func(r *Row) float64 { return r.API.RoundTripsPerRequest },
+			atMost(newKeyRoundTripsMax)),
+		rowTarget(fmt.Sprintf("replay %d round trip", replayRoundTripsMax),
+			selectRows(cells, byScenario(scenarioReplays)), "%.2f", func(r *Row) float64 { return r.API.RoundTripsPerRequest },
+			atMost(replayRoundTripsMax)),
+		distinctKeysTarget(selectRows(cells, byScenario(scenarioNewKeys, scenarioNewKeysSerializable, scenarioCancels))),
+		peerTarget(selectRows(cells, func(r *Row) bool { return r.Peer != nil })),
+	}
+	return append(targets, overloadTargets(results.Overload)...)
 }
 
 // distinctKeysTarget holds if no request with a distinct key got a 409, a
-// 5xx or no answer.
+// 5xx or no answer from the API.
 func distinctKeysTarget(rows []*Row) *Target {
-	t := newTarget("no 409 or 5xx for distinct keys, at any concurrency and both isolation levels", rows)
+	t := &Target{Name: "no 409 or 5xx on distinct keys, at either isolation level", Holds: len(rows) > 0, Skipped: len(rows) == 0}
 	var measured []string
 	for _, r := range rows {
 		bad := 0
-		for status, n := range r.StatusCounts {
+		for status, n := range r.API.StatusCounts {
 			code, err := strconv.Atoi(status)
 			if err != nil || code == 409 || code >= 500 {
 				bad += n
@@ -114,8 +118,7 @@ func distinctKeysTarget(rows []*Row) *Target {
 		}
 		if bad > 0 {
 			t.Holds = false
-			t.Failed = append(t.Failed, r)
-			measured = append(measured, fmt.Sprintf("%s c=%d: %s", r.Scenario, r.Concurrency, statusSummary(r.StatusCounts)))
+			measured = append(measured, fmt.Sprintf("%s c=%d: %s", r.Scenario, r.Concurrency, statusSummary(r.API.StatusCounts)))
 		}
 	}
 	t.Measured = "none"
@@ -125,56 +128,59 @@ func distinctKeysTarget(rows []*Row) *Target {
 	return t
 }
 
-// poolSizeTarget holds if, with a slow Stripe, the connections in use never
-// exceeded the pool's size.
-func poolSizeTarget(rows []*Row) *Target {
-	t := newTarget("slow Stripe: DB connections in use never exceed the pool's size", rows)
-	var measured []string
-	for _, r := range rows {
-		measured = append(measured, fmt.Sprintf("peak %d of %d at c=%d", r.MaxDBConns, r.PoolMaxConns, r.Concurrency))
-		if r.MaxDBConns > r.PoolMaxConns {
-			t.Holds = false
-			t.Failed = append(t.Failed, r)
+// peerTarget holds if the API is ahead of the peer in every cell where the
+// peer ran (issue 11, goal 4).
+func peerTarget(rows []*Row) *Target {
+	return rowTarget("API ahead of the peer (API rps / peer rps > 1)", rows, "%.2f", func(r *Row) float64 {
+		if r.PeerRPS == 0 {
+			return math.Inf(1) // the peer answered nothing as expected
 		}
-	}
-	t.Measured = strings.Join(measured, ", ")
-	return t
+		return r.APIRPS / r.PeerRPS
+	}, func(v float64) bool { return v > 1 })
 }
 
-// noConnDuringStripeTarget holds if no Stripe call came while its request
-// held a database connection, in any cell, on either side.
-func noConnDuringStripeTarget(rows []*Row) *Target {
-	t := newTarget("no connection held during a Stripe call (every scenario, 50 ms Stripe included)", rows)
-	var calls, holding int64
-	for _, r := range rows {
-		calls += int64(r.StripeCharges)
-		holding += r.StripeCallsHoldingDBConn
-		if r.StripeCallsHoldingDBConn > 0 {
-			t.Holds = false
-			t.Failed = append(t.Failed, r)
+// overloadTargets judges the overload scenario, skipped if it did not run.
+func overloadTargets(o *OverloadResult) []*Target {
+	names := []string{
+		fmt.Sprintf("overload: goodput with many clients honoring Retry-After >= %.1f of the goodput with few", overloadGoodputMin),
+		fmt.Sprintf("overload: p99 of admitted requests < %d ms", overloadP99MaxMS),
+		"overload: every answer a 201, or a 503 overloaded with Retry-After",
+		fmt.Sprintf("overload: RSS after the load within %.0f%% of idle", overloadRSSTolerance*100),
+	}
+	if o == nil {
+		targets := make([]*Target, len(names))
+		for i, name := range names {
+			targets[i] = &Target{Name: name, Skipped: true}
+		}
+		return targets
+	}
+	goodput := 0.0
+	if o.Base.GoodputRPS > 0 {
+		goodput = o.Overload.GoodputRPS / o.Base.GoodputRPS
+	}
+	other5xx := 0
+	for _, load := range []OverloadLoad{o.Base, o.Overload, o.Hammer} {
+		for status, n := range load.StatusCounts {
+			if status != statusShed && status != "201" {
+				other5xx += n
+			}
 		}
 	}
-	t.Measured = fmt.Sprintf("%d of %d API charges came while their request held a connection", holding, calls)
-	return t
-}
-
-// stripeBoundTarget holds if, with a slow Stripe, the API reaches
-// stripeShareMin of concurrency / latency while the pool never ran out of
-// connections (a request that waits for one is bounded by the pool).
-func stripeBoundTarget(rows []*Row) *Target {
-	t := newTarget(fmt.Sprintf("slow Stripe: throughput bounded by Stripe's latency (>= %.1f of concurrency/latency), not by the pool", stripeShareMin), rows)
-	var measured []string
-	for _, r := range rows {
-		ceiling := float64(r.Concurrency) / (r.StripeLatencyMS / 1000)
-		measured = append(measured, fmt.Sprintf("%.0f rps of a %.0f ceiling (%.2f; limit %.0f rps), pool peak %d of %d, p50 %.1f ms",
-			r.APIRPS, ceiling, r.APIRPS/ceiling, r.LimitRPS, r.MaxDBConns, r.PoolMaxConns, r.P50MS))
-		if r.APIRPS < stripeShareMin*ceiling || r.MaxDBConns >= r.PoolMaxConns {
-			t.Holds = false
-			t.Failed = append(t.Failed, r)
-		}
+	rssDrift := 0.0
+	if o.IdleRSSMB > 0 {
+		rssDrift = o.SettledRSSMB/o.IdleRSSMB - 1
 	}
-	t.Measured = strings.Join(measured, ", ")
-	return t
+	return []*Target{
+		{Name: names[0], Holds: goodput >= overloadGoodputMin,
+			Measured: fmt.Sprintf("%.2f (%.0f/s at c=%d, %.0f/s at c=%d)", goodput, o.Overload.GoodputRPS, o.Overload.Clients, o.Base.GoodputRPS, o.Base.Clients)},
+		{Name: names[1], Holds: o.Overload.AdmittedP99MS < overloadP99MaxMS && o.Base.AdmittedP99MS < overloadP99MaxMS,
+			Measured: fmt.Sprintf("%.1f ms at c=%d, %.1f ms at c=%d", o.Overload.AdmittedP99MS, o.Overload.Clients, o.Base.AdmittedP99MS, o.Base.Clients)},
+		{Name: names[2], Holds: o.Overload.ShedWithoutRetryAfter+o.Base.ShedWithoutRetryAfter+o.Hammer.ShedWithoutRetryAfter == 0 && other5xx == 0,
+			Measured: fmt.Sprintf("%d shed without Retry-After, %d other answers than 201 and 503 overloaded",
+				o.Overload.ShedWithoutRetryAfter+o.Base.ShedWithoutRetryAfter+o.Hammer.ShedWithoutRetryAfter, other5xx)},
+		{Name: names[3], Holds: rssDrift <= overloadRSSTolerance,
+			Measured: fmt.Sprintf("%+.0f%% (idle %.1f MiB, %.0f s after %.1f MiB, peak %.1f MiB)", rssDrift*100, o.IdleRSSMB, o.SettleSeconds, o.SettledRSSMB, o.PeakRSSMB)},
+	}
 }
 
 // writeTargets writes each target, whether it holds and what was measured.
@@ -193,17 +199,6 @@ func writeTargets(w io.Writer, targets []*Target) error {
 		}
 	}
 	return nil
-}
-
-// failedRows are the cells that failed a target, whose profiles are kept.
-func failedRows(targets []*Target) map[*Row]bool {
-	failed := make(map[*Row]bool)
-	for _, t := range targets {
-		for _, r := range t.Failed {
-			failed[r] = true
-		}
-	}
-	return failed
 }
 
 // selectRows returns the rows that match, in order.

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rocketrides/rocketrides/db/dbtest"
+)
+
+// proxiedConn connects to a fresh database through a new proxy.
+func proxiedConn(t *testing.T) (*pgx.Conn, *pgProxy) {
+	t.Helper()
+	databaseURL, proxy := proxiedDatabase(t)
+	conn, err := pgx.Connect(t.Context(), databaseURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn, proxy
+}
+
+// proxiedDatabase creates a fresh database and returns its URL through a
+// new proxy.
+func proxiedDatabase(t *testing.T) (string, *pgProxy) {
+	t.Helper()
+	databaseURL := dbtest.NewDatabaseURL(t)
+	target, err := databaseHostPort(databaseURL)
+	require.NoError(t, err)
+	proxy, err := newPGProxy(target)
+	require.NoError(t, err)
+	t.Cleanup(proxy.close)
+	proxied, err := proxiedURL(databaseURL, proxy.addr())
+	require.NoError(t, err)
+	return proxied, proxy
+}
+
+func TestProxyCountsRoundTripsAndTransactions(t *testing.T) {
+	t.Parallel()
+	conn, proxy := proxiedConn(t)
+	ctx := t.Context()
+	_, err := conn.Exec(ctx, "CREATE TABLE t (v int)")
+	require.NoError(t, err)
+	const insert = "INSERT INTO t VALUES ($1)"
+
+	for _, tc := range []struct {
+		name   string
+		do     func() error
+		counts proxyCounts
+	}{
+		{"one statement, an implicit transaction", func() error {
+			_, err := conn.Exec(ctx, insert, 1)
+			return err
+		}, proxyCounts{RoundTrips: 1, Transactions: 1}},
+		{"a transaction block, statement by statement", func() error {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, insert, 2); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		}, proxyCounts{RoundTrips: 3, Transactions: 1}},
+		{"a transaction block in one batch", func() error {
+			batch := &pgx.Batch{}
+			batch.Queue("BEGIN")
+			batch.Queue(insert, 3)
+			batch.Queue(insert, 4)
+			batch.Queue("COMMIT")
+			return conn.SendBatch(ctx, batch).Close()
+		}, proxyCounts{RoundTrips: 1, Transactions: 1}},
+		{"a failed statement, a transaction rolled back", func() error {
+			_, err := conn.Exec(ctx, "SELECT 1/0")
+			require.Error(t, err)
+			return nil
+		}, proxyCounts{RoundTrips: 1, Transactions: 1}},
+		{"two statements", func() error {
+			for range 2 {
+				if _, err := conn.Exec(ctx, insert, 5); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, proxyCounts{RoundTrips: 2, Transactions: 2}},
+	} {
+		// The first run prepares the statements, as a warm-up does.
+		require.NoError(t, tc.do(), tc.name)
+		proxy.reset()
+		require.NoError(t, tc.do(), tc.name)
+		require.Equal(t, tc.counts, proxy.counts(), tc.name)
+	}
+}
+
+func TestPGMessagesFollowMessagesAcrossChunks(t *testing.T) {
+	t.Parallel()
+	message := func(kind byte, body ...byte) []byte {
+		m := []byte{kind, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(m[1:], uint32(4+len(body)))
+		return append(m, body...)
+	}
+	var stream []byte
+	stream = append(stream, 'N') // refusing SSL
+	stream = append(stream, message('R', 0, 0, 0, 0)...)
+	stream = append(stream, message('Z', 'I')...)                            // after start-up: no transaction
+	stream = append(stream, message('C', []byte("SELECT 1\x00")...)...)      // an implicit transaction
+	stream = append(stream, message('Z', 'I')...)                            // ends: 1
+	stream = append(stream, message('1')...)                                 // ParseComplete alone
+	stream = append(stream, message('Z', 'I')...)                            // no statement ran
+	stream = append(stream, message('C', []byte("BEGIN\x00")...)...)         // a block
+	stream = append(stream, message('Z', 'T')...)                            //
+	stream = append(stream, message('E', []byte("SERROR\x00\x00")...)...)    // fails
+	stream = append(stream, message('Z', 'E')...)                            //
+	stream = append(stream, message('C', []byte("ROLLBACK\x00")...)...)      //
+	stream = append(stream, message('Z', 'I')...)                            // ends: 2
+	stream = append(stream, message('D', make([]byte, 100)...)...)           // a row, with a 'Z' in it
+	stream = append(stream, message('C', []byte("SELECT 1\x00Z\x00")...)...) //
+	stream = append(stream, message('Z', 'I')...)                            // ends: 3
+
+	whole := &pgMessages{}
+	require.EqualValues(t, 3, whole.feed(stream))
+	byteByByte := &pgMessages{}
+	var ended int64
+	for i := range stream {
+		ended += byteByByte.feed(stream[i : i+1])
+	}
+	require.EqualValues(t, 3, ended)
+}
