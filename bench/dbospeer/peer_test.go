@@ -286,6 +286,30 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // prepares a statement once, so a warmed-up pool prepares none).
 type statementCounter struct {
 	statements atomic.Int64
+
+	mu        sync.Mutex
+	recording bool
+	recorded  []string
+}
+
+// record starts recording the statements' SQL (on), or stops and returns
+// what it recorded.
+func (c *statementCounter) record(on bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	recorded := c.recorded
+	c.recording, c.recorded = on, nil
+	return recorded
+}
+
+// count counts a statement, and records its SQL if asked to.
+func (c *statementCounter) count(sql string) {
+	c.statements.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recording {
+		c.recorded = append(c.recorded, sql)
+	}
 }
 
 var (
@@ -294,15 +318,15 @@ var (
 	_ pgx.PrepareTracer = (*statementCounter)(nil)
 )
 
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.statements.Add(1)
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	c.count(data.SQL)
 	return ctx
 }
 
 func (*statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.statements.Add(1)
+	c.count("(batch)")
 	return ctx
 }
 
@@ -310,8 +334,8 @@ func (*statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBa
 
 func (*statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
-func (c *statementCounter) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
-	c.statements.Add(1)
+func (c *statementCounter) TracePrepareStart(ctx context.Context, _ *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
+	c.count("(prepare) " + data.SQL)
 	return ctx
 }
 
