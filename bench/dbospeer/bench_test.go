@@ -21,7 +21,7 @@ import (
 // It first logs the statements of one new key and of one replay, and the
 // statements DBOS sends on its own when idle.
 func BenchmarkPeer(b *testing.B) {
-	f := newFixture(b)
+	f := newFixture(b, nil)
 	user := f.newUser(b, "tok_visa")
 	newKeyOp := func(int) string { return newKey() }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -30,17 +31,23 @@ import (
 // matter, and DBOS writes through its own connections), with the Stripe
 // fake behind it and its pool's statements counted.
 type fixture struct {
-	client  *http.Client
-	counter *statementCounter
-	fake    *stripefake.Server
-	peer    *Peer
-	pool    *pgxpool.Pool // the test's own, for fixtures and checks
-	stripe  *stripeclient.Client
-	url     string
+	client      *http.Client
+	counter     *statementCounter
+	databaseURL string
+	fake        *stripefake.Server
+	pool        *pgxpool.Pool // the test's own, for fixtures and checks
+	stripe      *stripeclient.Client
+	stripeURL   string
+
+	// The peer running now, and its server's URL.
+	peer   *Peer
+	server *httptest.Server
+	url    string
 }
 
-// newFixture starts a peer for the duration of tb.
-func newFixture(tb testing.TB) *fixture {
+// newFixture starts a peer for the duration of tb. The peer reaches the
+// Stripe fake through wrap, if set.
+func newFixture(tb testing.TB, wrap func(http.Handler) http.Handler) *fixture {
 	tb.Helper()
 	ctx := context.Background()
 	databaseURL := dbtest.NewDatabaseURL(tb)
@@ -48,35 +55,62 @@ func newFixture(tb testing.TB) *fixture {
 	require.NoError(tb, err)
 	tb.Cleanup(pool.Close)
 
-	fake, stripeURL := stripefaketest.NewServer(tb, stripefake.Config{Logger: slog.New(slog.DiscardHandler)})
-	stripe, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: stripeURL, APIKey: stripefaketest.APIKey})
+	fake := stripefake.New(stripefake.Config{Logger: slog.New(slog.DiscardHandler)})
+	var handler http.Handler = fake
+	if wrap != nil {
+		handler = wrap(fake)
+	}
+	stripeServer := httptest.NewServer(handler)
+	tb.Cleanup(stripeServer.Close)
+	stripe, err := stripeclient.NewClient(&stripeclient.ClientConfig{APIBase: stripeServer.URL, APIKey: stripefaketest.APIKey})
 	require.NoError(tb, err)
 
-	counter := &statementCounter{}
-	peer, err := New(ctx, &Config{
-		DatabaseURL:  databaseURL,
-		StripeURL:    stripeURL,
-		StripeKey:    stripefaketest.APIKey,
-		PoolMaxConns: 16,
-		Tracer:       counter,
-	})
-	require.NoError(tb, err)
-	server := httptest.NewServer(peer.Handler())
-	tb.Cleanup(func() {
-		server.Close()
-		require.NoError(tb, peer.Close(ctx))
-	})
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
-	return &fixture{
-		client:  &http.Client{Transport: transport},
-		counter: counter,
-		fake:    fake,
-		peer:    peer,
-		pool:    pool,
-		stripe:  stripe,
-		url:     server.URL,
+	f := &fixture{
+		client:      &http.Client{Transport: transport},
+		counter:     &statementCounter{},
+		databaseURL: databaseURL,
+		fake:        fake,
+		pool:        pool,
+		stripe:      stripe,
+		stripeURL:   stripeServer.URL,
 	}
+	f.start(tb)
+	tb.Cleanup(func() {
+		if f.peer != nil {
+			f.server.Close()
+			require.NoError(tb, f.peer.Close(ctx))
+		}
+	})
+	return f
+}
+
+// start starts a peer on the fixture's database and Stripe fake, and
+// serves it.
+func (f *fixture) start(tb testing.TB) {
+	tb.Helper()
+	peer, err := New(context.Background(), &Config{
+		DatabaseURL:  f.databaseURL,
+		StripeURL:    f.stripeURL,
+		StripeKey:    stripefaketest.APIKey,
+		PoolMaxConns: 16,
+		Tracer:       f.counter,
+	})
+	require.NoError(tb, err)
+	f.peer, f.server = peer, httptest.NewServer(peer.Handler())
+	f.url = f.server.URL
+}
+
+// stop stops the peer within timeout, then its server (which waits for
+// the requests in flight), and returns Close's error.
+func (f *fixture) stop(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := f.peer.Close(ctx)
+	f.server.Close()
+	f.peer = nil
+	return err
 }
 
 // newUser returns a rider whose Stripe customer, made with card source
@@ -157,7 +191,7 @@ func newKey() string {
 
 func TestPeer(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixture(t, nil)
 
 	t.Run("NewKeyChargesOnceAndReplaysItsBytes", func(t *testing.T) {
 		t.Parallel()
@@ -260,6 +294,80 @@ func TestPeer(t *testing.T) {
 		require.Empty(t, f.charges(user.StripeCustomerID))
 		require.Empty(t, f.rides(t, user))
 	})
+}
+
+// TestPeerChargeAnswerLost loses Stripe's answer to the first charge
+// request: the charge's step retries it with the same Stripe idempotency
+// key, and Stripe's replay of the charge finishes the ride, charged once.
+func TestPeerChargeAnswerLost(t *testing.T) {
+	t.Parallel()
+	var lost atomic.Bool
+	f := newFixture(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost || r.URL.Path != "/v1/charges" || !lost.CompareAndSwap(false, true) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(httptest.NewRecorder(), r) // charged, the answer lost
+			http.Error(w, `{"error":{"type":"api_error","message":"lost"}}`, http.StatusInternalServerError)
+		})
+	})
+	user := f.newUser(t, "tok_visa")
+
+	status, body := f.post(t, user.Email, newKey(), validForm)
+	require.Equal(t, http.StatusCreated, status, "%s", body)
+	require.True(t, lost.Load())
+	charges := f.charges(user.StripeCustomerID)
+	require.Len(t, charges, 1)
+	var created createdBody
+	require.NoError(t, json.Unmarshal(body, &created))
+	require.Equal(t, charges[0].ID, *created.Ride.StripeChargeID)
+}
+
+// TestPeerRecoversWorkflowCutOffMidCharge stops the peer while a
+// workflow waits on Stripe (shutdown interrupts the charge's step, which
+// leaves the workflow pending), then lets that charge through; the next peer
+// on the database recovers the workflow from its last checkpoint (the
+// ride inserted), charges again with the same Stripe idempotency key, which
+// Stripe replays, and the key answers 201: one ride, one charge.
+func TestPeerRecoversWorkflowCutOffMidCharge(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	var held atomic.Bool
+	f := newFixture(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == "/v1/charges" && held.CompareAndSwap(false, true) {
+				close(arrived)
+				<-release
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the fixture's cleanup, which waits for the fake's requests
+	user := f.newUser(t, "tok_visa")
+	key := newKey()
+
+	cutOff := make(chan int)
+	go func() {
+		status, _ := f.post(t, user.Email, key, validForm)
+		cutOff <- status
+	}()
+	<-arrived
+	require.NoError(t, f.stop(5*time.Second))
+	require.Equal(t, http.StatusServiceUnavailable, <-cutOff)
+	releaseOnce() // the first charge goes on to the fake; its answer goes nowhere
+
+	f.start(t)
+	status, body := f.post(t, user.Email, key, validForm)
+	require.Equal(t, http.StatusCreated, status, "%s", body)
+	charges := f.charges(user.StripeCustomerID)
+	require.Len(t, charges, 1)
+	var created createdBody
+	require.NoError(t, json.Unmarshal(body, &created))
+	require.Equal(t, charges[0].ID, *created.Ride.StripeChargeID)
+	require.Equal(t, []storedRide{{id: created.Ride.ID, stripeChargeID: created.Ride.StripeChargeID, audits: 1}}, f.rides(t, user))
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
