@@ -55,8 +55,8 @@
 // development machine; later starts about 0.2 s). Once launched, DBOS polls
 // its tables in the background, a few statements a second. To empty the
 // peer between runs, truncate Schema's rides and audit_records, and
-// SystemSchema's workflow_status (CASCADE: operation_outputs and the rest),
-// workflow_input and workflow_output, which have no foreign key to it.
+// SystemSchema's workflow_status (CASCADE), operation_outputs, workflow_input
+// and workflow_output, which keep the workflows' steps, inputs and results.
 //
 // # How it differs from rocketrides
 //
