@@ -56,7 +56,9 @@
 // its tables in the background, a few statements a second. To empty the
 // peer between runs, truncate Schema's rides and audit_records, and
 // SystemSchema's workflow_status (CASCADE), operation_outputs, workflow_input
-// and workflow_output, which keep the workflows' steps, inputs and results.
+// and workflow_output, which keep the workflows' steps, inputs and results;
+// then send new keys only: a charge's Stripe idempotency key comes from its
+// workflow id, and Stripe refuses it for another ride (400).
 //
 // # How it differs from rocketrides
 //
