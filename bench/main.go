@@ -225,7 +225,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	b := &bench{config: cfg, binary: binary, dir: dir, pool: pool, proxy: proxy, rides: &rideSupply{}, stripe: stripe}
 	if !peerBuilt {
-		slog.InfoContext(ctx, "bench: built without the peer, package dbospeer (see peer_off.go)")
+		slog.InfoContext(ctx, "bench: built without the peer")
 	}
 
 	results := &Results{}
