@@ -50,6 +50,30 @@ func postRide(ctx context.Context, client *http.Client, baseURL, email, key stri
 	return send(client, req)
 }
 
+// postRideUntilDefinitive is postRide retried with the same key, as a
+// client of the API must, while the answer is a 503 that asks for a retry
+// (overloaded, or the database slow on a loaded machine): setup needs every
+// key finished, not a measurement of how often the first try succeeds.
+func postRideUntilDefinitive(ctx context.Context, client *http.Client, baseURL, email, key string) (*answer, error) {
+	for attempt := 1; ; attempt++ {
+		ans, err := postRide(ctx, client, baseURL, email, key)
+		if err != nil || ans.status != http.StatusServiceUnavailable || ans.retryAfter == "" || attempt == setupMaxAttempts {
+			return ans, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(setupRetryPause):
+		}
+	}
+}
+
+// How setup retries a request that answered 503 with Retry-After.
+const (
+	setupMaxAttempts = 20
+	setupRetryPause  = 250 * time.Millisecond
+)
+
 // cancelRide asks baseURL to cancel ride rideID as email, with the key.
 func cancelRide(ctx context.Context, client *http.Client, baseURL, email, key string, rideID int64) (*answer, error) {
 	req, err := apiclient.NewCancelRequest(ctx, baseURL, email, key, rideID, "")

@@ -146,7 +146,7 @@ func (r *replaySet) setup(ctx context.Context, b *bench, apiURL, peerURL string)
 		for u, user := range b.stripe.users {
 			wg.Go(func() {
 				for k := range r.keysPerUser {
-					ans, err := postRide(ctx, client, baseURL, user.email, r.key(side, u, k))
+					ans, err := postRideUntilDefinitive(ctx, client, baseURL, user.email, r.key(side, u, k))
 					if err == nil && ans.status != http.StatusCreated {
 						err = fmt.Errorf("want 201, got %d: %s", ans.status, ans.body)
 					}
