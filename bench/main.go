@@ -48,6 +48,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rocketrides/rocketrides/db"
@@ -273,6 +274,12 @@ func openDatabase(ctx context.Context, cfg *config) (*pgxpool.Pool, error) {
 	if err := migrations.Up(ctx, pool, slog.New(slog.DiscardHandler)); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	// The peer's tables refer to users: drop them, the peer makes them anew.
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{peerSchema}.Sanitize()+", "+
+		pgx.Identifier{peerSystemSchema}.Sanitize()+" CASCADE"); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("dropping the peer's tables: %w", err)
 	}
 	if _, err := pool.Exec(ctx, "TRUNCATE idempotency_keys, rides, ride_cancellations, audit_records, staged_jobs, api_keys, users"); err != nil {
 		pool.Close()

@@ -9,6 +9,12 @@ import (
 // peerBuilt says whether the peer is built in.
 const peerBuilt = true
 
+// The peer's schemas, dropped when the bench empties its database.
+const (
+	peerSchema       = dbospeer.Schema
+	peerSystemSchema = dbospeer.SystemSchema
+)
+
 // newPeer starts the peer, package dbospeer.
 func newPeer(ctx context.Context, config *peerConfig) (peerService, error) {
 	peer, err := dbospeer.New(ctx, &dbospeer.Config{
