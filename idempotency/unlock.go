@@ -122,7 +122,12 @@ func (e *Engine) resolveCommit(ctx context.Context, err error, before string, at
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
 	defer cancel()
-	current, readErr := e.queries.IdempotencyKeyGetByID(ctx, e.exec, attempted.ID)
+	// By user and value: a new key's id is unknown if the answer to its
+	// insert was lost.
+	current, readErr := e.queries.IdempotencyKeyGetByUserIDAndKey(ctx, e.exec, &db.IdempotencyKeyGetByUserIDAndKeyParams{
+		IdempotencyKey: attempted.IdempotencyKey,
+		UserID:         attempted.UserID,
+	})
 	if readErr != nil {
 		e.logger.WarnContext(ctx, "idempotency: commit in doubt and key unreadable",
 			slog.Int64("idempotency_key_id", attempted.ID), slog.String("error", readErr.Error()))
@@ -136,7 +141,7 @@ func (e *Engine) resolveCommit(ctx context.Context, err error, before string, at
 			(current.RecoveryPoint == RecoveryPointFinished || sameToken(current.LockToken, attempted.LockToken))
 	}
 	e.logger.InfoContext(ctx, "idempotency: commit in doubt resolved",
-		slog.Int64("idempotency_key_id", attempted.ID), slog.String("recovery_point", current.RecoveryPoint), slog.Bool("committed", committed))
+		slog.Int64("idempotency_key_id", current.ID), slog.String("recovery_point", current.RecoveryPoint), slog.Bool("committed", committed))
 	if !committed {
 		return nil
 	}
