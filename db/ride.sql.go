@@ -56,6 +56,7 @@ func (q *Queries) RideGetByIdempotencyKeyID(ctx context.Context, db DBTX, idempo
 
 const rideGetWithState = `-- name: RideGetWithState :one
 SELECT rides.id, rides.created_at, rides.idempotency_key_id, rides.origin_lat, rides.origin_lon, rides.target_lat, rides.target_lon, rides.stripe_charge_id, rides.user_id,
+    c.id AS cancellation_id,
     c.stripe_refund_id AS cancellation_stripe_refund_id,
     c.cancelled_at AS cancellation_cancelled_at,
     k.recovery_point AS key_recovery_point
@@ -72,14 +73,15 @@ type RideGetWithStateParams struct {
 
 type RideGetWithStateRow struct {
 	Ride                       Ride       `json:"ride"`
+	CancellationID             *int64     `json:"cancellation_id"`
 	CancellationStripeRefundID *string    `json:"cancellation_stripe_refund_id"`
 	CancellationCancelledAt    *time.Time `json:"cancellation_cancelled_at"`
 	KeyRecoveryPoint           *string    `json:"key_recovery_point"`
 }
 
 // RideGetWithState reads the user's ride (no row for another user's) with
-// what its status depends on: its cancellation, if any, and its key's state,
-// if the key still exists.
+// what its status depends on: its cancellation or claim, if any, and its
+// key's state, if the key still exists.
 func (q *Queries) RideGetWithState(ctx context.Context, db DBTX, arg *RideGetWithStateParams) (*RideGetWithStateRow, error) {
 	row := db.QueryRow(ctx, rideGetWithState, arg.ID, arg.UserID)
 	var i RideGetWithStateRow
@@ -93,6 +95,7 @@ func (q *Queries) RideGetWithState(ctx context.Context, db DBTX, arg *RideGetWit
 		&i.Ride.TargetLon,
 		&i.Ride.StripeChargeID,
 		&i.Ride.UserID,
+		&i.CancellationID,
 		&i.CancellationStripeRefundID,
 		&i.CancellationCancelledAt,
 		&i.KeyRecoveryPoint,

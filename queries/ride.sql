@@ -69,10 +69,11 @@ SELECT * FROM rides WHERE id = @id;
 SELECT id FROM rides WHERE id = @id AND user_id = @user_id FOR UPDATE;
 
 -- RideGetWithState reads the user's ride (no row for another user's) with
--- what its status depends on: its cancellation, if any, and its key's state,
--- if the key still exists.
+-- what its status depends on: its cancellation or claim, if any, and its
+-- key's state, if the key still exists.
 -- name: RideGetWithState :one
 SELECT sqlc.embed(rides),
+    c.id AS cancellation_id,
     c.stripe_refund_id AS cancellation_stripe_refund_id,
     c.cancelled_at AS cancellation_cancelled_at,
     k.recovery_point AS key_recovery_point
