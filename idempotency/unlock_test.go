@@ -24,9 +24,9 @@ var errConnLost = errors.New("read tcp: connection reset by peer")
 type commitFault int
 
 const (
-	commitOK                commitFault = iota
-	commitLandsAnswerLost               // it commits, and the answer is lost
-	commitLost                          // the connection breaks before COMMIT: the server rolls back
+	commitOK              commitFault = iota
+	commitLandsAnswerLost             // it commits, and the answer is lost
+	commitLost                        // the connection breaks before COMMIT: the server rolls back
 )
 
 // faultyTx wraps a test's transaction, under db.Savepoint: each batch that
