@@ -845,3 +845,26 @@ func (q *Queries) IdempotencyKeyUnlock(ctx context.Context, db DBTX, arg *Idempo
 	}
 	return result.RowsAffected(), nil
 }
+
+const idempotencyKeyUnlockByKey = `-- name: IdempotencyKeyUnlockByKey :execrows
+UPDATE idempotency_keys
+SET locked_at = NULL, lock_token = NULL
+WHERE user_id = $1 AND idempotency_key = $2 AND lock_token = $3
+`
+
+type IdempotencyKeyUnlockByKeyParams struct {
+	UserID         int64      `json:"user_id"`
+	IdempotencyKey string     `json:"idempotency_key"`
+	LockToken      *uuid.UUID `json:"lock_token"`
+}
+
+// IdempotencyKeyUnlockByKey is IdempotencyKeyUnlock for a key named by its
+// user and value: the engine releases a new key whose insert's answer was
+// lost, and whose id it never learned.
+func (q *Queries) IdempotencyKeyUnlockByKey(ctx context.Context, db DBTX, arg *IdempotencyKeyUnlockByKeyParams) (int64, error) {
+	result, err := db.Exec(ctx, idempotencyKeyUnlockByKey, arg.UserID, arg.IdempotencyKey, arg.LockToken)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}

@@ -376,9 +376,12 @@ func (e *Engine) insertKey(ctx context.Context, req *Request, wf *Workflow, star
 		if db.IsUniqueViolation(err, keyValueConstraint) {
 			return nil, err
 		}
-		// A new key that did not commit does not exist: there is no lock
-		// to release.
 		if updated = e.resolveCommit(ctx, err, "", attempted); updated == nil {
+			if errors.Is(err, db.ErrCommitInDoubt) {
+				// The key may exist, locked, if the database could not
+				// tell.
+				e.unlock(ctx, attempted)
+			}
 			return nil, e.conflict(err)
 		}
 	}

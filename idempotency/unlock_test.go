@@ -62,7 +62,7 @@ func (f *faultyTx) SendBatch(ctx context.Context, batch *pgx.Batch) pgx.BatchRes
 }
 
 func (f *faultyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if strings.Contains(sql, "name: IdempotencyKeyUnlock ") {
+	if strings.Contains(sql, "name: IdempotencyKeyUnlockByKey ") {
 		f.unlocks.Add(1)
 		if f.failUnlocks.Add(-1) >= 0 {
 			return pgconn.CommandTag{}, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")

@@ -103,6 +103,14 @@ UPDATE idempotency_keys
 SET locked_at = NULL, lock_token = NULL
 WHERE id = @id AND lock_token = @lock_token;
 
+-- IdempotencyKeyUnlockByKey is IdempotencyKeyUnlock for a key named by its
+-- user and value: the engine releases a new key whose insert's answer was
+-- lost, and whose id it never learned.
+-- name: IdempotencyKeyUnlockByKey :execrows
+UPDATE idempotency_keys
+SET locked_at = NULL, lock_token = NULL
+WHERE user_id = @user_id AND idempotency_key = @idempotency_key AND lock_token = @lock_token;
+
 -- IdempotencyKeyGetAbandoned finds unfinished keys of the given workflows
 -- that no request is working: older than the grace period, not run
 -- recently, and unlocked or stale-locked (idempotency_key_lock_live, with
