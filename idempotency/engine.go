@@ -185,8 +185,9 @@ type Request struct {
 	Key string
 
 	// Known is the key as the caller read it just before, if it exists. A
-	// finished key is replayed from it without a transaction; anything else
-	// goes through the key phase as if Known were nil.
+	// finished key is replayed from it without a transaction; an unfinished
+	// one is locked in the key phase as an existing key, with no attempt to
+	// insert it.
 	Known *KnownKey
 
 	// Method is the request's HTTP method.
