@@ -11,6 +11,7 @@ import (
 const (
 	codeDeadlockDetected     = "40P01"
 	codeInvalidCatalogName   = "3D000"
+	codeLockNotHeld          = "RR001"
 	codeSerializationFailure = "40001"
 	codeUniqueViolation      = "23505"
 )
@@ -41,6 +42,13 @@ func IsUniqueViolation(err error, constraint string) bool {
 		return false
 	}
 	return constraint == "" || pgErr.ConstraintName == constraint
+}
+
+// IsLockNotHeld reports whether err is idempotency_key_lock_check's
+// (SQLSTATE RR001, migration 00006): the lock token no longer owns the key's
+// lock.
+func IsLockNotHeld(err error) bool {
+	return hasCode(err, codeLockNotHeld)
 }
 
 // IsUndefinedDatabase reports whether err means that the database to

@@ -13,6 +13,43 @@ import (
 	"github.com/google/uuid"
 )
 
+const idempotencyKeyCreate = `-- name: IdempotencyKeyCreate :exec
+INSERT INTO idempotency_keys (
+    idempotency_key, locked_at, lock_token, recovery_point,
+    request_method, request_params, request_path, user_id, workflow
+) VALUES (
+    $1, now(), $2, 'started',
+    $3, $4, $5, $6, $7
+)
+`
+
+type IdempotencyKeyCreateParams struct {
+	IdempotencyKey string          `json:"idempotency_key"`
+	LockToken      *uuid.UUID      `json:"lock_token"`
+	RequestMethod  string          `json:"request_method"`
+	RequestParams  json.RawMessage `json:"request_params"`
+	RequestPath    string          `json:"request_path"`
+	UserID         int64           `json:"user_id"`
+	Workflow       string          `json:"workflow"`
+}
+
+// IdempotencyKeyCreate creates a locked key, and fails with a unique
+// violation when the user already has a key with this value. The engine
+// sends it with the start phase's statements in one pipeline, so that the
+// violation aborts them: the request then takes the existing key's path.
+func (q *Queries) IdempotencyKeyCreate(ctx context.Context, db DBTX, arg *IdempotencyKeyCreateParams) error {
+	_, err := db.Exec(ctx, idempotencyKeyCreate,
+		arg.IdempotencyKey,
+		arg.LockToken,
+		arg.RequestMethod,
+		arg.RequestParams,
+		arg.RequestPath,
+		arg.UserID,
+		arg.Workflow,
+	)
+	return err
+}
+
 const idempotencyKeyDeleteOlderThan = `-- name: IdempotencyKeyDeleteOlderThan :one
 WITH deleted AS (
     DELETE FROM idempotency_keys
@@ -67,6 +104,55 @@ type IdempotencyKeyFinishParams struct {
 
 func (q *Queries) IdempotencyKeyFinish(ctx context.Context, db DBTX, arg *IdempotencyKeyFinishParams) (*IdempotencyKey, error) {
 	row := db.QueryRow(ctx, idempotencyKeyFinish, arg.ResponseCode, arg.ResponseBody, arg.ID)
+	var i IdempotencyKey
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.IdempotencyKey,
+		&i.LastRunAt,
+		&i.LockedAt,
+		&i.LockToken,
+		&i.RequestMethod,
+		&i.RequestParams,
+		&i.RequestPath,
+		&i.ResponseCode,
+		&i.ResponseBody,
+		&i.RecoveryPoint,
+		&i.RunCount,
+		&i.StripeIdempotencyKey,
+		&i.UserID,
+		&i.Workflow,
+	)
+	return &i, err
+}
+
+const idempotencyKeyFinishByKey = `-- name: IdempotencyKeyFinishByKey :one
+UPDATE idempotency_keys
+SET recovery_point = 'finished',
+    response_code = $1,
+    response_body = $2,
+    locked_at = NULL,
+    lock_token = NULL
+WHERE user_id = $3 AND idempotency_key = $4
+RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
+`
+
+type IdempotencyKeyFinishByKeyParams struct {
+	ResponseCode   *int32          `json:"response_code"`
+	ResponseBody   json.RawMessage `json:"response_body"`
+	UserID         int64           `json:"user_id"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+// IdempotencyKeyFinishByKey is IdempotencyKeyFinish for a key named by its
+// user and value, as IdempotencyKeySetRecoveryPointByKey.
+func (q *Queries) IdempotencyKeyFinishByKey(ctx context.Context, db DBTX, arg *IdempotencyKeyFinishByKeyParams) (*IdempotencyKey, error) {
+	row := db.QueryRow(ctx, idempotencyKeyFinishByKey,
+		arg.ResponseCode,
+		arg.ResponseBody,
+		arg.UserID,
+		arg.IdempotencyKey,
+	)
 	var i IdempotencyKey
 	err := row.Scan(
 		&i.ID,
@@ -646,6 +732,23 @@ func (q *Queries) IdempotencyKeyLock(ctx context.Context, db DBTX, arg *Idempote
 	return &i, err
 }
 
+const idempotencyKeyLockCheck = `-- name: IdempotencyKeyLockCheck :exec
+SELECT idempotency_key_lock_check($1, $2)
+`
+
+type IdempotencyKeyLockCheckParams struct {
+	ID        int64     `json:"id"`
+	LockToken uuid.UUID `json:"lock_token"`
+}
+
+// IdempotencyKeyLockCheck fails with SQLSTATE RR001 unless lock_token still
+// owns the key's lock, and row-locks the key so the lock cannot change hands
+// before the transaction ends (idempotency_key_lock_check, migration 00006).
+func (q *Queries) IdempotencyKeyLockCheck(ctx context.Context, db DBTX, arg *IdempotencyKeyLockCheckParams) error {
+	_, err := db.Exec(ctx, idempotencyKeyLockCheck, arg.ID, arg.LockToken)
+	return err
+}
+
 const idempotencyKeySetRecoveryPoint = `-- name: IdempotencyKeySetRecoveryPoint :one
 UPDATE idempotency_keys
 SET recovery_point = $1
@@ -660,6 +763,46 @@ type IdempotencyKeySetRecoveryPointParams struct {
 
 func (q *Queries) IdempotencyKeySetRecoveryPoint(ctx context.Context, db DBTX, arg *IdempotencyKeySetRecoveryPointParams) (*IdempotencyKey, error) {
 	row := db.QueryRow(ctx, idempotencyKeySetRecoveryPoint, arg.RecoveryPoint, arg.ID)
+	var i IdempotencyKey
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.IdempotencyKey,
+		&i.LastRunAt,
+		&i.LockedAt,
+		&i.LockToken,
+		&i.RequestMethod,
+		&i.RequestParams,
+		&i.RequestPath,
+		&i.ResponseCode,
+		&i.ResponseBody,
+		&i.RecoveryPoint,
+		&i.RunCount,
+		&i.StripeIdempotencyKey,
+		&i.UserID,
+		&i.Workflow,
+	)
+	return &i, err
+}
+
+const idempotencyKeySetRecoveryPointByKey = `-- name: IdempotencyKeySetRecoveryPointByKey :one
+UPDATE idempotency_keys
+SET recovery_point = $1
+WHERE user_id = $2 AND idempotency_key = $3
+RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
+`
+
+type IdempotencyKeySetRecoveryPointByKeyParams struct {
+	RecoveryPoint  string `json:"recovery_point"`
+	UserID         int64  `json:"user_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+// IdempotencyKeySetRecoveryPointByKey is IdempotencyKeySetRecoveryPoint for
+// a key named by its user and value: a phase's pipeline names a key it
+// inserts itself before its id is known.
+func (q *Queries) IdempotencyKeySetRecoveryPointByKey(ctx context.Context, db DBTX, arg *IdempotencyKeySetRecoveryPointByKeyParams) (*IdempotencyKey, error) {
+	row := db.QueryRow(ctx, idempotencyKeySetRecoveryPointByKey, arg.RecoveryPoint, arg.UserID, arg.IdempotencyKey)
 	var i IdempotencyKey
 	err := row.Scan(
 		&i.ID,
@@ -697,6 +840,29 @@ type IdempotencyKeyUnlockParams struct {
 // request whose lock was taken over must not release its successor's.
 func (q *Queries) IdempotencyKeyUnlock(ctx context.Context, db DBTX, arg *IdempotencyKeyUnlockParams) (int64, error) {
 	result, err := db.Exec(ctx, idempotencyKeyUnlock, arg.ID, arg.LockToken)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const idempotencyKeyUnlockByKey = `-- name: IdempotencyKeyUnlockByKey :execrows
+UPDATE idempotency_keys
+SET locked_at = NULL, lock_token = NULL
+WHERE user_id = $1 AND idempotency_key = $2 AND lock_token = $3
+`
+
+type IdempotencyKeyUnlockByKeyParams struct {
+	UserID         int64      `json:"user_id"`
+	IdempotencyKey string     `json:"idempotency_key"`
+	LockToken      *uuid.UUID `json:"lock_token"`
+}
+
+// IdempotencyKeyUnlockByKey is IdempotencyKeyUnlock for a key named by its
+// user and value: the engine releases a new key whose insert's answer was
+// lost, and whose id it never learned.
+func (q *Queries) IdempotencyKeyUnlockByKey(ctx context.Context, db DBTX, arg *IdempotencyKeyUnlockByKeyParams) (int64, error) {
+	result, err := db.Exec(ctx, idempotencyKeyUnlockByKey, arg.UserID, arg.IdempotencyKey, arg.LockToken)
 	if err != nil {
 		return 0, err
 	}

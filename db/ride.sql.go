@@ -7,6 +7,8 @@ package db
 
 import (
 	"context"
+	"encoding/json"
+	"net/netip"
 	"time"
 )
 
@@ -54,6 +56,7 @@ func (q *Queries) RideGetByIdempotencyKeyID(ctx context.Context, db DBTX, idempo
 
 const rideGetWithState = `-- name: RideGetWithState :one
 SELECT rides.id, rides.created_at, rides.idempotency_key_id, rides.origin_lat, rides.origin_lon, rides.target_lat, rides.target_lon, rides.stripe_charge_id, rides.user_id,
+    c.id AS cancellation_id,
     c.stripe_refund_id AS cancellation_stripe_refund_id,
     c.cancelled_at AS cancellation_cancelled_at,
     k.recovery_point AS key_recovery_point
@@ -70,14 +73,15 @@ type RideGetWithStateParams struct {
 
 type RideGetWithStateRow struct {
 	Ride                       Ride       `json:"ride"`
+	CancellationID             *int64     `json:"cancellation_id"`
 	CancellationStripeRefundID *string    `json:"cancellation_stripe_refund_id"`
 	CancellationCancelledAt    *time.Time `json:"cancellation_cancelled_at"`
 	KeyRecoveryPoint           *string    `json:"key_recovery_point"`
 }
 
 // RideGetWithState reads the user's ride (no row for another user's) with
-// what its status depends on: its cancellation, if any, and its key's state,
-// if the key still exists.
+// what its status depends on: its cancellation or claim, if any, and its
+// key's state, if the key still exists.
 func (q *Queries) RideGetWithState(ctx context.Context, db DBTX, arg *RideGetWithStateParams) (*RideGetWithStateRow, error) {
 	row := db.QueryRow(ctx, rideGetWithState, arg.ID, arg.UserID)
 	var i RideGetWithStateRow
@@ -91,6 +95,7 @@ func (q *Queries) RideGetWithState(ctx context.Context, db DBTX, arg *RideGetWit
 		&i.Ride.TargetLon,
 		&i.Ride.StripeChargeID,
 		&i.Ride.UserID,
+		&i.CancellationID,
 		&i.CancellationStripeRefundID,
 		&i.CancellationCancelledAt,
 		&i.KeyRecoveryPoint,
@@ -126,6 +131,76 @@ func (q *Queries) RideInsert(ctx context.Context, db DBTX, arg *RideInsertParams
 		arg.UserID,
 	)
 	var i Ride
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.IdempotencyKeyID,
+		&i.OriginLat,
+		&i.OriginLon,
+		&i.TargetLat,
+		&i.TargetLon,
+		&i.StripeChargeID,
+		&i.UserID,
+	)
+	return &i, err
+}
+
+const rideInsertForKey = `-- name: RideInsertForKey :one
+WITH ride AS (
+    INSERT INTO rides (idempotency_key_id, origin_lat, origin_lon, target_lat, target_lon, user_id)
+    SELECT k.id, $1, $2, $3, $4, k.user_id
+    FROM idempotency_keys k
+    WHERE k.user_id = $5 AND k.idempotency_key = $6
+    RETURNING id, created_at, idempotency_key_id, origin_lat, origin_lon, target_lat, target_lon, stripe_charge_id, user_id
+), audit AS (
+    INSERT INTO audit_records (action, data, origin_ip, resource_id, resource_type, user_id)
+    SELECT $7, $8, $9, ride.id, 'ride', ride.user_id
+    FROM ride
+)
+SELECT id, created_at, idempotency_key_id, origin_lat, origin_lon, target_lat, target_lon, stripe_charge_id, user_id FROM ride
+`
+
+type RideInsertForKeyParams struct {
+	OriginLat      float64         `json:"origin_lat"`
+	OriginLon      float64         `json:"origin_lon"`
+	TargetLat      float64         `json:"target_lat"`
+	TargetLon      float64         `json:"target_lon"`
+	UserID         int64           `json:"user_id"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	Action         string          `json:"action"`
+	Data           json.RawMessage `json:"data"`
+	OriginIP       netip.Addr      `json:"origin_ip"`
+}
+
+type RideInsertForKeyRow struct {
+	ID               int64     `json:"id"`
+	CreatedAt        time.Time `json:"created_at"`
+	IdempotencyKeyID *int64    `json:"idempotency_key_id"`
+	OriginLat        float64   `json:"origin_lat"`
+	OriginLon        float64   `json:"origin_lon"`
+	TargetLat        float64   `json:"target_lat"`
+	TargetLon        float64   `json:"target_lon"`
+	StripeChargeID   *string   `json:"stripe_charge_id"`
+	UserID           int64     `json:"user_id"`
+}
+
+// RideInsertForKey inserts the ride of the user's key idempotency_key and
+// its audit record (action, resource ride), in one statement. It finds the
+// key by its user and value, so that the start phase can send it in the
+// pipeline that inserts the key, before the key's id is known.
+func (q *Queries) RideInsertForKey(ctx context.Context, db DBTX, arg *RideInsertForKeyParams) (*RideInsertForKeyRow, error) {
+	row := db.QueryRow(ctx, rideInsertForKey,
+		arg.OriginLat,
+		arg.OriginLon,
+		arg.TargetLat,
+		arg.TargetLon,
+		arg.UserID,
+		arg.IdempotencyKey,
+		arg.Action,
+		arg.Data,
+		arg.OriginIP,
+	)
+	var i RideInsertForKeyRow
 	err := row.Scan(
 		&i.ID,
 		&i.CreatedAt,
@@ -242,6 +317,24 @@ func (q *Queries) RideListWithCustomerAndKeyByIDs(ctx context.Context, db DBTX, 
 		return nil, err
 	}
 	return items, nil
+}
+
+const rideLockForUpdate = `-- name: RideLockForUpdate :exec
+SELECT id FROM rides WHERE id = $1 AND user_id = $2 FOR UPDATE
+`
+
+type RideLockForUpdateParams struct {
+	ID     int64 `json:"id"`
+	UserID int64 `json:"user_id"`
+}
+
+// RideLockForUpdate row-locks the user's ride, so that two claims of one
+// ride take turns: the cancel workflow locks it, then reads its state in a
+// statement of its own, which at READ COMMITTED sees every claim committed
+// before the lock was granted.
+func (q *Queries) RideLockForUpdate(ctx context.Context, db DBTX, arg *RideLockForUpdateParams) error {
+	_, err := db.Exec(ctx, rideLockForUpdate, arg.ID, arg.UserID)
+	return err
 }
 
 const rideSetStripeChargeID = `-- name: RideSetStripeChargeID :one

@@ -10,6 +10,47 @@ import (
 	"time"
 )
 
+const rideCancellationClaim = `-- name: RideCancellationClaim :one
+INSERT INTO ride_cancellations (idempotency_key_id, reason, ride_id, user_id)
+SELECT k.id, $1, $2, k.user_id
+FROM idempotency_keys k
+WHERE k.user_id = $3 AND k.idempotency_key = $4
+RETURNING id, created_at, ride_id, idempotency_key_id, reason, stripe_refund_id, cancelled_at, user_id
+`
+
+type RideCancellationClaimParams struct {
+	Reason         *string `json:"reason"`
+	RideID         int64   `json:"ride_id"`
+	UserID         int64   `json:"user_id"`
+	IdempotencyKey string  `json:"idempotency_key"`
+}
+
+// RideCancellationClaim claims a ride for the user's key idempotency_key,
+// found by its user and value (the key may be inserted in the same
+// pipeline). A ride already claimed is a unique violation, which aborts the
+// transaction: the cancel workflow locks the ride and reads its state
+// before, so it finishes with 409 instead.
+func (q *Queries) RideCancellationClaim(ctx context.Context, db DBTX, arg *RideCancellationClaimParams) (*RideCancellation, error) {
+	row := db.QueryRow(ctx, rideCancellationClaim,
+		arg.Reason,
+		arg.RideID,
+		arg.UserID,
+		arg.IdempotencyKey,
+	)
+	var i RideCancellation
+	err := row.Scan(
+		&i.ID,
+		&i.CreatedAt,
+		&i.RideID,
+		&i.IdempotencyKeyID,
+		&i.Reason,
+		&i.StripeRefundID,
+		&i.CancelledAt,
+		&i.UserID,
+	)
+	return &i, err
+}
+
 const rideCancellationDelete = `-- name: RideCancellationDelete :exec
 DELETE FROM ride_cancellations WHERE id = $1 AND cancelled_at IS NULL
 `
@@ -57,6 +98,45 @@ func (q *Queries) RideCancellationGetByRideID(ctx context.Context, db DBTX, ride
 		&i.StripeRefundID,
 		&i.CancelledAt,
 		&i.UserID,
+	)
+	return &i, err
+}
+
+const rideCancellationGetWithRideByIdempotencyKeyID = `-- name: RideCancellationGetWithRideByIdempotencyKeyID :one
+SELECT ride_cancellations.id, ride_cancellations.created_at, ride_cancellations.ride_id, ride_cancellations.idempotency_key_id, ride_cancellations.reason, ride_cancellations.stripe_refund_id, ride_cancellations.cancelled_at, ride_cancellations.user_id, rides.id, rides.created_at, rides.idempotency_key_id, rides.origin_lat, rides.origin_lon, rides.target_lat, rides.target_lon, rides.stripe_charge_id, rides.user_id
+FROM ride_cancellations
+JOIN rides ON rides.id = ride_cancellations.ride_id
+WHERE ride_cancellations.idempotency_key_id = $1
+`
+
+type RideCancellationGetWithRideByIdempotencyKeyIDRow struct {
+	RideCancellation RideCancellation `json:"ride_cancellation"`
+	Ride             Ride             `json:"ride"`
+}
+
+// RideCancellationGetWithRideByIdempotencyKeyID reads the key's claim with
+// its ride: what the refund needs when a request resumes at ride_claimed.
+func (q *Queries) RideCancellationGetWithRideByIdempotencyKeyID(ctx context.Context, db DBTX, idempotencyKeyID *int64) (*RideCancellationGetWithRideByIdempotencyKeyIDRow, error) {
+	row := db.QueryRow(ctx, rideCancellationGetWithRideByIdempotencyKeyID, idempotencyKeyID)
+	var i RideCancellationGetWithRideByIdempotencyKeyIDRow
+	err := row.Scan(
+		&i.RideCancellation.ID,
+		&i.RideCancellation.CreatedAt,
+		&i.RideCancellation.RideID,
+		&i.RideCancellation.IdempotencyKeyID,
+		&i.RideCancellation.Reason,
+		&i.RideCancellation.StripeRefundID,
+		&i.RideCancellation.CancelledAt,
+		&i.RideCancellation.UserID,
+		&i.Ride.ID,
+		&i.Ride.CreatedAt,
+		&i.Ride.IdempotencyKeyID,
+		&i.Ride.OriginLat,
+		&i.Ride.OriginLon,
+		&i.Ride.TargetLat,
+		&i.Ride.TargetLon,
+		&i.Ride.StripeChargeID,
+		&i.Ride.UserID,
 	)
 	return &i, err
 }

@@ -90,19 +90,28 @@ const (
 // and must make no call outside the database. Any other error rolls back and
 // is returned as it is.
 func WithTx(ctx context.Context, exec Executor, opts TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return retry(ctx, opts, func() error {
+		return runTx(ctx, exec, opts.Isolation, opts.Timeout, fn)
+	})
+}
+
+// retry runs attempt until it succeeds, fails with an error that is not
+// retryable, or has run opts.MaxAttempts times, with a growing pause
+// between attempts.
+func retry(ctx context.Context, opts TxOptions, attempt func() error) error {
 	maxAttempts := opts.MaxAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = TxMaxAttemptsDefault
 	}
-	for attempt := 1; ; attempt++ {
-		err := runTx(ctx, exec, opts.Isolation, opts.Timeout, fn)
-		if err == nil || !IsRetryable(err) || attempt >= maxAttempts {
+	for n := 1; ; n++ {
+		err := attempt()
+		if err == nil || !IsRetryable(err) || n >= maxAttempts {
 			return err
 		}
 		if opts.RetriedFunc != nil {
 			opts.RetriedFunc(err)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := sleep(ctx, backoff(n)); err != nil {
 			return err
 		}
 	}

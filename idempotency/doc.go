@@ -32,13 +32,40 @@
 // RecoveryPoint moves the key forward, Finish finishes it and stores the
 // response.
 //
+// # Pipelined phases: one round trip each
+//
+// A phase does not run its statements: it queues them on a db.Pipeline, and
+// the engine sends them with BEGIN, the lock check before them, the key's
+// update after them and COMMIT, in one round trip. A phase calls sqlc's
+// generated methods on it as on a transaction (queries.RideInsert(ctx, tx,
+// ...)), with three rules:
+//
+//   - A value a queued query scans is filled when the batch is sent, after
+//     the phase returned: it cannot decide the phase's Result, nor be an
+//     argument of a later statement. Write dependent statements as one (a
+//     CTE: the ride and its audit record), or let SQL find the row (by the
+//     key's user and value), and build a response body from values Go has.
+//   - A phase that must read before it decides calls tx.Flush(ctx): what is
+//     queued is sent and answered, and the transaction stays open. That is
+//     one more round trip (the cancel claim reads its ride's state).
+//   - With a new key the start phase is queued after the key's INSERT, so
+//     the key it gets has no ID or times yet: its statements name the key
+//     by UserID and IdempotencyKey, never ID.
+//
+// A statement that fails makes PostgreSQL skip every statement after it in
+// the pipeline, COMMIT included; a queued query that finds no row does not,
+// so queue only queries that return their row or fail.
+//
 // # Locks
 //
 // A key is worked by one request at a time. The key phase takes the key's
-// lock with a fresh random token; every later phase begins by reading the key
-// FOR UPDATE where the token still matches, so a request whose lock was taken
-// over (its lock grew older than the lock timeout, for example while it was
-// stalled) stops without writing anything and answers ErrLockLost. On an
+// lock with a fresh random token; every later phase begins with
+// idempotency_key_lock_check, which reads the key FOR UPDATE where the token
+// still matches and raises SQLSTATE RR001 where it does not. The phase's
+// writes are sent in the same round trip, but after it, so PostgreSQL skips
+// them: a request whose lock was taken over (its lock grew older than the
+// lock timeout, for example while it was stalled) writes nothing and answers
+// ErrLockLost. On an
 // error a request releases its lock, but only if it still owns it. A request
 // that dies keeps its lock until the lock times out. Lock ages are compared
 // with the database's clock, never the application's.
@@ -49,10 +76,11 @@
 // READ COMMITTED, correctness rests on locks and constraints, never on a read
 // that could go stale:
 //
-//   - a new key is inserted with INSERT … ON CONFLICT DO NOTHING on the
-//     unique (user_id, idempotency_key), so of two concurrent requests with
-//     the same new key the second waits for the first to commit and then
-//     finds its row locked (ErrRequestInProgress);
+//   - a new key is a plain INSERT on the unique (user_id, idempotency_key),
+//     so of two concurrent requests with the same new key the second waits
+//     for the first to commit, fails with a unique violation that aborts
+//     its start phase, and then finds the key locked in a transaction of
+//     its own (ErrRequestInProgress);
 //   - an existing key is read with SELECT … FOR UPDATE before it is checked
 //     and locked, so two requests cannot both take it;
 //   - every later phase starts with the lock-token check above, FOR UPDATE,
@@ -107,7 +135,13 @@
 //     recovery point. Work between two foreign calls is one AtomicPhase; the
 //     foreign call itself goes through CallForeign, with no transaction
 //     open. Phases may run more than once (a serialization failure retries
-//     the transaction), so they only touch the database.
+//     the transaction), so they only touch the database. A phase queues its
+//     statements (see "Pipelined phases"): Start names its key in SQL by
+//     user and value, values it scans are filled after it returns, and a
+//     read it must decide on costs a tx.Flush. Keep what a phase read or
+//     wrote in the request's state for the next step only if it is the
+//     key's (compare the key's ID once committed): after a crash the
+//     completer restores the phases from the key, and they read again.
 //  4. Fill Request: Method, Path the CONCRETE path ("/rides/42/cancel",
 //     never the pattern), and Params a JSON object of every parameter,
 //     path parameters included ({"ride_id": 42, "reason": "..."}). A retry
@@ -132,7 +166,8 @@
 //  7. Make the resource enforce its own invariants with constraints. The
 //     key makes one request happen once; it cannot stop two requests with
 //     different keys from acting on the same resource. One cancellation per
-//     ride is the unique ride_id of ride_cancellations, claimed with INSERT
-//     … ON CONFLICT DO NOTHING in the first phase, not anything the engine
+//     ride is the unique ride_id of ride_cancellations, claimed in the first
+//     phase after locking the ride and reading its state (so a second claim
+//     waits, then sees the first and answers 409), not anything the engine
 //     does; likewise one ride per key is a unique idempotency_key_id.
 package idempotency

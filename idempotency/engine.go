@@ -185,8 +185,9 @@ type Request struct {
 	Key string
 
 	// Known is the key as the caller read it just before, if it exists. A
-	// finished key is replayed from it without a transaction; anything else
-	// goes through the key phase as if Known were nil.
+	// finished key is replayed from it without a transaction; an unfinished
+	// one is locked in the key phase as an existing key, with no attempt to
+	// insert it.
 	Known *KnownKey
 
 	// Method is the request's HTTP method.
@@ -260,10 +261,16 @@ type Phases struct {
 	Steps map[string]StepFunc
 }
 
-// PhaseFunc is an atomic phase: it runs in tx and returns the Result to apply
-// to key in the same transaction. It may run more than once (a serialization
-// failure retries the transaction), so it must not call a foreign system.
-type PhaseFunc func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (Result, error)
+// PhaseFunc is an atomic phase: it queues its statements in tx and returns
+// the Result to apply to key in the same transaction. The statements run
+// when the batch is sent, after the phase returns (or at tx.Flush, for a
+// phase that must read before it writes): a value a queued query scans is
+// filled only then (db.Pipeline). A start phase that runs with a new key's
+// insert sees the key before it exists: its ID and times are zero, so its
+// statements find the key by its UserID and IdempotencyKey. A phase may run
+// more than once (a serialization failure retries the transaction), so it
+// must not call a foreign system.
+type PhaseFunc func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (Result, error)
 
 // StepFunc advances a locked key from one recovery point: an atomic phase
 // (run.AtomicPhase), or a foreign call whose outcome is then recorded in
@@ -310,17 +317,47 @@ func (e *Engine) Execute(ctx context.Context, req *Request, phases *Phases) (*Re
 	return run.response(false)
 }
 
+// keyValueConstraint is the unique constraint on a user's key values.
+const keyValueConstraint = "idempotency_keys_user_id_idempotency_key_key"
+
 // lockKey is the key phase: it inserts a new key, locked, and runs start in
 // the same transaction; or it locks an existing unfinished key whose lock is
 // free or stale; or it returns a finished key for replay.
 func (e *Engine) lockKey(ctx context.Context, req *Request, wf *Workflow, startPhase PhaseFunc) (*Run, error) {
 	token := uuid.New()
-	start := time.Now()
-	run, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*Run, error) {
-		if req.ResumeOnly {
-			return e.lockExisting(ctx, tx, req, wf, token)
+	if !req.ResumeOnly && req.Known == nil {
+		run, err := e.insertKey(ctx, req, wf, startPhase, token)
+		if !db.IsUniqueViolation(err, keyValueConstraint) {
+			return run, err
 		}
-		key, err := e.queries.IdempotencyKeyInsert(ctx, tx, &db.IdempotencyKeyInsertParams{
+		// Another request inserted the key first (a retry of one that is
+		// running or crashed): the insert and the start phase rolled back.
+	}
+	return e.lockExistingKey(ctx, req, wf, token)
+}
+
+// insertKey is the key phase of a new key, in one round trip: the key's
+// INSERT, the start phase's statements and the key's update, between BEGIN
+// and COMMIT. It fails with a unique violation of keyValueConstraint when
+// the user has a key of that value already.
+func (e *Engine) insertKey(ctx context.Context, req *Request, wf *Workflow, startPhase PhaseFunc, token uuid.UUID) (*Run, error) {
+	start := time.Now()
+	// The key as the start phase sees it: what is known before the insert
+	// is sent. Its id and times are not, so the phase finds the key in SQL
+	// by its user and value.
+	key := &db.IdempotencyKey{
+		IdempotencyKey: req.Key,
+		LockToken:      &token,
+		RecoveryPoint:  RecoveryPointStarted,
+		RequestMethod:  req.Method,
+		RequestParams:  req.Params,
+		RequestPath:    req.Path,
+		UserID:         req.UserID,
+		Workflow:       wf.Name,
+	}
+	var attempted *db.IdempotencyKey
+	updated, err := db.WithPipelineV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx *db.Pipeline) (*db.IdempotencyKey, error) {
+		err := e.queries.IdempotencyKeyCreate(ctx, tx, &db.IdempotencyKeyCreateParams{
 			IdempotencyKey: req.Key,
 			LockToken:      &token,
 			RequestMethod:  req.Method,
@@ -329,21 +366,47 @@ func (e *Engine) lockKey(ctx context.Context, req *Request, wf *Workflow, startP
 			UserID:         req.UserID,
 			Workflow:       wf.Name,
 		})
-		if err == nil {
-			key, err = e.applyPhase(ctx, tx, wf, key, startPhase)
-			return &Run{engine: e, key: key, workflow: wf}, err
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		if err != nil {
 			return nil, fmt.Errorf("inserting idempotency key: %w", err)
 		}
-		run, err := e.lockExisting(ctx, tx, req, wf, token)
-		if errors.Is(err, ErrKeyNotFound) {
-			// The conflicting key was deleted between the two statements
-			// (the reaper): the client's retry inserts it anew.
-			return nil, fmt.Errorf("%w: key deleted while being read", ErrConflict)
-		}
-		return run, err
+		var updated *db.IdempotencyKey
+		updated, attempted, err = e.applyPhase(ctx, tx, wf, key, startPhase)
+		return updated, err
 	})
+	if err != nil {
+		if db.IsUniqueViolation(err, keyValueConstraint) {
+			return nil, err
+		}
+		if updated = e.resolveCommit(ctx, err, "", attempted); updated == nil {
+			if errors.Is(err, db.ErrCommitInDoubt) {
+				// The key may exist, locked, if the database could not
+				// tell.
+				e.unlock(ctx, attempted)
+			}
+			return nil, e.conflict(err)
+		}
+	}
+	run := &Run{engine: e, key: updated, workflow: wf}
+	e.observePhase(run.key.RecoveryPoint, start)
+	if err := e.config.Hooks.afterCommit(ctx, run.key.RecoveryPoint); err != nil {
+		e.unlock(ctx, run.key)
+		return nil, err
+	}
+	return run, nil
+}
+
+// lockExistingKey is the key phase of a key that exists: in a transaction
+// of its own, it locks the key (lockExisting) or returns it for replay.
+func (e *Engine) lockExistingKey(ctx context.Context, req *Request, wf *Workflow, token uuid.UUID) (*Run, error) {
+	start := time.Now()
+	run, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*Run, error) {
+		return e.lockExisting(ctx, tx, req, wf, token)
+	})
+	if errors.Is(err, ErrKeyNotFound) && !req.ResumeOnly {
+		// The key was deleted (the reaper) since its insert failed or the
+		// caller read it: the client's retry inserts it anew.
+		return nil, fmt.Errorf("%w: key deleted while being read", ErrConflict)
+	}
 	if err != nil && run != nil && !run.replayed {
 		if key := e.resolveCommit(ctx, err, "", run.key); key != nil {
 			run.key, err = key, nil
@@ -395,23 +458,33 @@ func (e *Engine) lockExisting(ctx context.Context, tx pgx.Tx, req *Request, wf *
 	return &Run{engine: e, key: key, workflow: wf}, nil
 }
 
-// applyPhase runs phase on key in tx and applies its result to the key.
-func (e *Engine) applyPhase(ctx context.Context, tx pgx.Tx, wf *Workflow, key *db.IdempotencyKey, phase PhaseFunc) (*db.IdempotencyKey, error) {
+// applyPhase queues phase's statements on key in tx, then its result's
+// update of the key, and calls the BeforeCommit hook. It returns the key
+// the update returns, filled once the batch is sent, and the key as the
+// update leaves it as far as Go knows it now (its recovery point and lock
+// token), for resolveCommit.
+func (e *Engine) applyPhase(ctx context.Context, tx *db.Pipeline, wf *Workflow, key *db.IdempotencyKey,
+	phase PhaseFunc) (updated, attempted *db.IdempotencyKey, err error) {
 	result, err := phase(ctx, tx, key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if result == nil {
-		return nil, fmt.Errorf("workflow %q: phase at %s returned no result", wf.Name, key.RecoveryPoint)
+		return nil, nil, fmt.Errorf("workflow %q: phase at %s returned no result", wf.Name, key.RecoveryPoint)
 	}
-	key, err = result.apply(ctx, e.queries, tx, wf, key)
+	updated, err = result.apply(ctx, e.queries, tx, wf, key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := e.config.Hooks.beforeCommit(ctx, key.RecoveryPoint); err != nil {
-		return nil, err
+	expected := *key
+	expected.RecoveryPoint = result.recoveryPoint()
+	if expected.RecoveryPoint == RecoveryPointFinished {
+		expected.LockToken = nil
 	}
-	return key, nil
+	if err := e.config.Hooks.beforeCommit(ctx, expected.RecoveryPoint); err != nil {
+		return nil, nil, err
+	}
+	return updated, &expected, nil
 }
 
 func (e *Engine) observePhase(recoveryPoint string, start time.Time) {
@@ -445,7 +518,10 @@ func (r *Run) Key() *db.IdempotencyKey {
 
 // AtomicPhase runs phase in a transaction of its own, after checking that
 // this request still holds the key's lock (ErrLockLost otherwise), and
-// applies the phase's result to the key in the same transaction.
+// applies the phase's result to the key in the same transaction. The lock
+// check, the statements phase queues and the key's update are sent in one
+// round trip with BEGIN and COMMIT; a lock lost makes PostgreSQL skip the
+// rest.
 func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 	e := r.engine
 	if err := e.config.Hooks.beforePhase(ctx, r.key.RecoveryPoint); err != nil {
@@ -453,21 +529,24 @@ func (r *Run) AtomicPhase(ctx context.Context, phase PhaseFunc) error {
 	}
 	start := time.Now()
 	before := r.key.RecoveryPoint
-	key, err := db.WithTxV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx pgx.Tx) (*db.IdempotencyKey, error) {
-		key, err := e.queries.IdempotencyKeyGetLockedForUpdate(ctx, tx, &db.IdempotencyKeyGetLockedForUpdateParams{
+	var attempted *db.IdempotencyKey
+	key, err := db.WithPipelineV(ctx, e.exec, e.txOpts, func(ctx context.Context, tx *db.Pipeline) (*db.IdempotencyKey, error) {
+		err := e.queries.IdempotencyKeyLockCheck(ctx, tx, &db.IdempotencyKeyLockCheckParams{
 			ID:        r.key.ID,
-			LockToken: r.key.LockToken,
+			LockToken: *r.key.LockToken,
 		})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, ErrLockLost
-		}
 		if err != nil {
 			return nil, fmt.Errorf("checking idempotency key lock: %w", err)
 		}
-		return e.applyPhase(ctx, tx, r.workflow, key, phase)
+		var updated *db.IdempotencyKey
+		updated, attempted, err = e.applyPhase(ctx, tx, r.workflow, r.key, phase)
+		return updated, err
 	})
+	if db.IsLockNotHeld(err) {
+		return ErrLockLost
+	}
 	if err != nil {
-		if key = e.resolveCommit(ctx, err, before, key); key == nil {
+		if key = e.resolveCommit(ctx, err, before, attempted); key == nil {
 			return e.conflict(err)
 		}
 	}

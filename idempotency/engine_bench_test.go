@@ -21,12 +21,12 @@ import (
 // phase finishes it with 201.
 func benchWorkflow() *idempotency.Phases {
 	return &idempotency.Phases{
-		Start: func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
+		Start: func(context.Context, *db.Pipeline, *db.IdempotencyKey) (idempotency.Result, error) {
 			return idempotency.RecoveryPoint(middlePoint), nil
 		},
 		Steps: map[string]idempotency.StepFunc{
 			middlePoint: func(ctx context.Context, run *idempotency.Run) error {
-				return run.AtomicPhase(ctx, func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
+				return run.AtomicPhase(ctx, func(context.Context, *db.Pipeline, *db.IdempotencyKey) (idempotency.Result, error) {
 					return idempotency.Finish(http.StatusCreated, map[string]string{"message": "ok"}), nil
 				})
 			},

@@ -43,13 +43,13 @@ func newWorkflow(body string) *idempotency.Phases {
 }
 
 func moveTo(recoveryPoint string) idempotency.PhaseFunc {
-	return func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
+	return func(context.Context, *db.Pipeline, *db.IdempotencyKey) (idempotency.Result, error) {
 		return idempotency.RecoveryPoint(recoveryPoint), nil
 	}
 }
 
 func finish(body string) idempotency.PhaseFunc {
-	return func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
+	return func(context.Context, *db.Pipeline, *db.IdempotencyKey) (idempotency.Result, error) {
 		return idempotency.Finish(http.StatusCreated, json.RawMessage(body)), nil
 	}
 }
@@ -251,7 +251,7 @@ func TestExecute(t *testing.T) {
 		})
 		var locked db.IdempotencyKey
 		wf := newWorkflow(`{}`)
-		wf.Start = func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
+		wf.Start = func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
 			locked = *key
 			return idempotency.RecoveryPoint(middlePoint), nil
 		}
@@ -380,12 +380,11 @@ func TestLockTakeover(t *testing.T) {
 
 	// start runs req in the background with a workflow whose step at
 	// middlePoint reports the lock token it holds, waits for resume, then
-	// finishes with body.
+	// stages a job named after body and finishes with body.
 	type stall struct {
 		done   chan error
 		locked chan uuid.UUID
 		resume chan struct{}
-		wrote  atomic.Bool
 	}
 	start := func(body string) *stall {
 		s := &stall{locked: make(chan uuid.UUID, 1), resume: make(chan struct{}), done: make(chan error, 1)}
@@ -393,8 +392,12 @@ func TestLockTakeover(t *testing.T) {
 		wf.Steps[middlePoint] = func(ctx context.Context, run *idempotency.Run) error {
 			s.locked <- *run.Key().LockToken
 			<-s.resume
-			return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
-				s.wrote.Store(true)
+			return run.AtomicPhase(ctx, func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
+				// Queued after the lock check, in the same round trip.
+				err := db.New().StagedJobInsert(ctx, tx, &db.StagedJobInsertParams{JobName: "wrote", JobArgs: json.RawMessage(body)})
+				if err != nil {
+					return nil, err
+				}
 				return finish(body)(ctx, tx, key)
 			})
 		}
@@ -419,7 +422,9 @@ func TestLockTakeover(t *testing.T) {
 
 	close(first.resume)
 	require.ErrorIs(t, <-first.done, idempotency.ErrLockLost)
-	require.False(t, first.wrote.Load(), "the first request's phase must not run")
+	staged, err := db.New().StagedJobCount(ctx, pool)
+	require.NoError(t, err)
+	require.Zero(t, staged, "the first request's phase must write nothing")
 	key, err := db.New().IdempotencyKeyGetForUpdate(ctx, pool, &db.IdempotencyKeyGetForUpdateParams{
 		IdempotencyKey: req.Key, LockTimeoutSeconds: idempotency.LockTimeoutDefault.Seconds(), UserID: user.ID,
 	})

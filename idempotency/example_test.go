@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/db/dbtest"
 	"github.com/rocketrides/rocketrides/idempotency"
@@ -66,9 +64,13 @@ func (s *transfers) workflow() *idempotency.Workflow {
 // phases are one request's phases.
 func (s *transfers) phases(params transferParams) *idempotency.Phases {
 	return &idempotency.Phases{
-		// started: one transaction with the new key.
-		Start: func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
-			_, err := tx.Exec(ctx, "INSERT INTO transfers (idempotency_key_id, amount) VALUES ($1, $2)", key.ID, params.Amount)
+		// started: one transaction with the new key, sent in one round trip
+		// with the key's insert. The statement is queued, not run: the key
+		// does not exist yet, nor its id, so SQL finds it by user and value.
+		Start: func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
+			_, err := tx.Exec(ctx, `INSERT INTO transfers (idempotency_key_id, amount)
+				SELECT id, $3 FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2`,
+				key.UserID, key.IdempotencyKey, params.Amount)
 			if err != nil {
 				return nil, fmt.Errorf("inserting transfer: %w", err)
 			}
@@ -91,13 +93,16 @@ func (s *transfers) phases(params transferParams) *idempotency.Phases {
 				switch {
 				case errors.Is(err, idempotency.ErrForeignDefinitive):
 					// Retrying cannot change it: store the answer.
-					return run.AtomicPhase(ctx, func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
+					return run.AtomicPhase(ctx, func(context.Context, *db.Pipeline, *db.IdempotencyKey) (idempotency.Result, error) {
 						return idempotency.Finish(http.StatusPaymentRequired, map[string]string{"error": "insufficient funds"}), nil
 					})
 				case err != nil:
 					return err // indeterminate: the key stays at transfer_created, a retry resumes
 				}
-				return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
+				// One round trip: the lock check, this update and the key's
+				// finish, with BEGIN and COMMIT. The body is built from
+				// values Go has, not read back.
+				return run.AtomicPhase(ctx, func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
 					_, err := tx.Exec(ctx, "UPDATE transfers SET bank_ref = $1 WHERE idempotency_key_id = $2", ref, key.ID)
 					if err != nil {
 						return nil, fmt.Errorf("recording bank reference: %w", err)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rocketrides/rocketrides/db"
@@ -65,7 +64,7 @@ func TestCallForeign(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return run.AtomicPhase(ctx, func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
+			return run.AtomicPhase(ctx, func(context.Context, *db.Pipeline, *db.IdempotencyKey) (idempotency.Result, error) {
 				return idempotency.Finish(http.StatusCreated, map[string]string{"result": result}), nil
 			})
 		}

@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/rocketrides/rocketrides/db"
 )
 
-// Result is what a phase returns: how to move its key forward, applied in
-// the phase's own transaction. The set is closed: RecoveryPoint and
-// Finish.
+// Result is what a phase returns: how to move its key forward, queued in
+// the phase's own transaction after the phase's statements. The set is
+// closed: RecoveryPoint and Finish.
 type Result interface {
-	apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, wf *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error)
+	// apply queues the key's update in tx and returns the key it will
+	// scan, filled once the batch is sent.
+	apply(ctx context.Context, queries *db.Queries, tx *db.Pipeline, wf *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error)
+
+	// recoveryPoint is where the update takes the key.
+	recoveryPoint() string
 }
 
 // RecoveryPoint returns a Result that moves the key to the named recovery
@@ -27,19 +30,24 @@ func RecoveryPoint(name string) Result {
 
 type recoveryPoint string
 
-func (r recoveryPoint) apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, wf *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
+func (r recoveryPoint) apply(ctx context.Context, queries *db.Queries, tx *db.Pipeline, wf *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
 	if !wf.hasRecoveryPoint(string(r)) {
 		return nil, fmt.Errorf("workflow %q: %w %q", wf.Name, ErrUnknownRecoveryPoint, string(r))
 	}
-	key, err := queries.IdempotencyKeySetRecoveryPoint(ctx, tx, &db.IdempotencyKeySetRecoveryPointParams{
-		ID:            key.ID,
-		RecoveryPoint: string(r),
+	// By user and value: a new key's id is not known before the batch is
+	// sent.
+	key, err := queries.IdempotencyKeySetRecoveryPointByKey(ctx, tx, &db.IdempotencyKeySetRecoveryPointByKeyParams{
+		IdempotencyKey: key.IdempotencyKey,
+		RecoveryPoint:  string(r),
+		UserID:         key.UserID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting recovery point %s: %w", r, err)
 	}
 	return key, nil
 }
+
+func (r recoveryPoint) recoveryPoint() string { return string(r) }
 
 // Finish returns a Result that finishes the key with a definitive
 // response, stored for replay: a success, or an error that retrying cannot
@@ -53,20 +61,23 @@ type response struct {
 	status int
 }
 
-func (r *response) apply(ctx context.Context, queries *db.Queries, tx pgx.Tx, _ *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
+func (r *response) apply(ctx context.Context, queries *db.Queries, tx *db.Pipeline, _ *Workflow, key *db.IdempotencyKey) (*db.IdempotencyKey, error) {
 	body, err := json.Marshal(r.body)
 	if err != nil {
 		return nil, fmt.Errorf("marshaling response: %w", err)
 	}
-	key, err = queries.IdempotencyKeyFinish(ctx, tx, &db.IdempotencyKeyFinishParams{
-		ID:           key.ID,
-		ResponseBody: body,
-		ResponseCode: ptr(int32(r.status)),
+	key, err = queries.IdempotencyKeyFinishByKey(ctx, tx, &db.IdempotencyKeyFinishByKeyParams{
+		IdempotencyKey: key.IdempotencyKey,
+		ResponseBody:   body,
+		ResponseCode:   ptr(int32(r.status)),
+		UserID:         key.UserID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("finishing idempotency key: %w", err)
 	}
 	return key, nil
 }
+
+func (r *response) recoveryPoint() string { return RecoveryPointFinished }
 
 func ptr[T any](v T) *T { return &v }

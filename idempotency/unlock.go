@@ -46,7 +46,10 @@ func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	err := e.unlockOnce(ctx, key.ID, *key.LockToken)
+	// By user and value: a new key whose insert's answer was lost has no
+	// id known here.
+	params := &db.IdempotencyKeyUnlockByKeyParams{IdempotencyKey: key.IdempotencyKey, LockToken: key.LockToken, UserID: key.UserID}
+	err := e.unlockOnce(ctx, params)
 	if err == nil {
 		return
 	}
@@ -57,7 +60,7 @@ func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
 	}
 	e.logger.WarnContext(ctx, "idempotency: failed to unlock key, retrying in the background",
 		slog.Int64("idempotency_key_id", key.ID), slog.String("error", err.Error()))
-	id, token := key.ID, *key.LockToken
+	id := key.ID
 	e.unlocks.wg.Add(1)
 	go func() {
 		defer e.unlocks.wg.Done()
@@ -72,7 +75,7 @@ func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
 				return
 			case <-timer.C:
 			}
-			if err := e.unlockOnce(ctx, id, token); err == nil {
+			if err := e.unlockOnce(ctx, params); err == nil {
 				e.logger.InfoContext(ctx, "idempotency: key unlocked after retries",
 					slog.Int64("idempotency_key_id", id), slog.Int("attempts", attempt))
 				return
@@ -82,10 +85,10 @@ func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
 	}()
 }
 
-func (e *Engine) unlockOnce(ctx context.Context, id int64, token uuid.UUID) error {
+func (e *Engine) unlockOnce(ctx context.Context, params *db.IdempotencyKeyUnlockByKeyParams) error {
 	ctx, cancel := context.WithTimeout(ctx, unlockAttemptTimeout)
 	defer cancel()
-	_, err := e.queries.IdempotencyKeyUnlock(ctx, e.exec, &db.IdempotencyKeyUnlockParams{ID: id, LockToken: &token})
+	_, err := e.queries.IdempotencyKeyUnlockByKey(ctx, e.exec, params)
 	return err
 }
 
@@ -122,7 +125,12 @@ func (e *Engine) resolveCommit(ctx context.Context, err error, before string, at
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
 	defer cancel()
-	current, readErr := e.queries.IdempotencyKeyGetByID(ctx, e.exec, attempted.ID)
+	// By user and value: a new key's id is unknown if the answer to its
+	// insert was lost.
+	current, readErr := e.queries.IdempotencyKeyGetByUserIDAndKey(ctx, e.exec, &db.IdempotencyKeyGetByUserIDAndKeyParams{
+		IdempotencyKey: attempted.IdempotencyKey,
+		UserID:         attempted.UserID,
+	})
 	if readErr != nil {
 		e.logger.WarnContext(ctx, "idempotency: commit in doubt and key unreadable",
 			slog.Int64("idempotency_key_id", attempted.ID), slog.String("error", readErr.Error()))
@@ -136,7 +144,7 @@ func (e *Engine) resolveCommit(ctx context.Context, err error, before string, at
 			(current.RecoveryPoint == RecoveryPointFinished || sameToken(current.LockToken, attempted.LockToken))
 	}
 	e.logger.InfoContext(ctx, "idempotency: commit in doubt resolved",
-		slog.Int64("idempotency_key_id", attempted.ID), slog.String("recovery_point", current.RecoveryPoint), slog.Bool("committed", committed))
+		slog.Int64("idempotency_key_id", current.ID), slog.String("recovery_point", current.RecoveryPoint), slog.Bool("committed", committed))
 	if !committed {
 		return nil
 	}

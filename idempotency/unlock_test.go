@@ -20,40 +20,91 @@ import (
 // from the server, so no PgError.
 var errConnLost = errors.New("read tcp: connection reset by peer")
 
-// faultyExec wraps a test's savepoint executor: each commit runs commit
-// instead, and the first failUnlocks unlocks fail as if the database were
-// down.
-type faultyExec struct {
-	db.Savepoint
-	commit      func(ctx context.Context, tx pgx.Tx) error
+// commitFault is what faultyTx does with a phase's commit.
+type commitFault int
+
+const (
+	commitOK              commitFault = iota
+	commitLandsAnswerLost             // it commits, and the answer is lost
+	commitLost                        // the connection breaks before COMMIT: the server rolls back
+)
+
+// faultyTx wraps a test's transaction, under db.Savepoint: each batch that
+// commits a pipelined phase (its last statement releases the phase's
+// savepoint) is sent as fault says, and the first failUnlocks unlocks fail
+// as if the database were down.
+type faultyTx struct {
+	pgx.Tx
+	fault       func() commitFault
 	failUnlocks atomic.Int32
 	unlocks     atomic.Int32
 }
 
-func (f *faultyExec) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	tx, err := f.Savepoint.BeginTx(ctx, opts)
-	if err != nil || f.commit == nil {
-		return tx, err
-	}
-	return &faultyTx{Tx: tx, commit: f.commit}, nil
+func newFaultyExec(tx pgx.Tx, fault func() commitFault) (db.Savepoint, *faultyTx) {
+	faulty := &faultyTx{Tx: tx, fault: fault}
+	return db.Savepoint{Tx: faulty}, faulty
 }
 
-func (f *faultyExec) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if strings.Contains(sql, "name: IdempotencyKeyUnlock ") {
+func (f *faultyTx) SendBatch(ctx context.Context, batch *pgx.Batch) pgx.BatchResults {
+	n := len(batch.QueuedQueries)
+	if f.fault == nil || n == 0 || !strings.HasPrefix(batch.QueuedQueries[n-1].SQL, "RELEASE SAVEPOINT") {
+		return f.Tx.SendBatch(ctx, batch)
+	}
+	switch f.fault() {
+	case commitLandsAnswerLost:
+		return &lostAnswer{BatchResults: f.Tx.SendBatch(ctx, batch), left: n}
+	case commitLost:
+		sent := &pgx.Batch{QueuedQueries: batch.QueuedQueries[:n-1]}
+		sent.Queue("ROLLBACK TO SAVEPOINT pipeline")
+		return &lostAnswer{BatchResults: f.Tx.SendBatch(ctx, sent), left: n - 1}
+	}
+	return f.Tx.SendBatch(ctx, batch)
+}
+
+func (f *faultyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if strings.Contains(sql, "name: IdempotencyKeyUnlockByKey ") {
 		f.unlocks.Add(1)
 		if f.failUnlocks.Add(-1) >= 0 {
 			return pgconn.CommandTag{}, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
 		}
 	}
-	return f.Savepoint.Exec(ctx, sql, args...)
+	return f.Tx.Exec(ctx, sql, args...)
 }
 
-type faultyTx struct {
-	pgx.Tx
-	commit func(ctx context.Context, tx pgx.Tx) error
+// lostAnswer is the results of a batch whose connection broke after the
+// server answered its first left statements: the rest, and the end of the
+// batch, read as a lost connection.
+type lostAnswer struct {
+	pgx.BatchResults
+	left int
 }
 
-func (t *faultyTx) Commit(ctx context.Context) error { return t.commit(ctx, t.Tx) }
+func (r *lostAnswer) Exec() (pgconn.CommandTag, error) {
+	if r.left == 0 {
+		return pgconn.CommandTag{}, errConnLost
+	}
+	r.left--
+	return r.BatchResults.Exec()
+}
+
+func (r *lostAnswer) QueryRow() pgx.Row {
+	if r.left == 0 {
+		return errRow{}
+	}
+	r.left--
+	return r.BatchResults.QueryRow()
+}
+
+func (r *lostAnswer) Close() error {
+	if err := r.BatchResults.Close(); err != nil {
+		return err
+	}
+	return errConnLost
+}
+
+type errRow struct{}
+
+func (errRow) Scan(...any) error { return errConnLost }
 
 func TestCommitInDoubt(t *testing.T) {
 	t.Parallel()
@@ -64,10 +115,7 @@ func TestCommitInDoubt(t *testing.T) {
 	t.Run("CommittedGoesOn", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		exec := &faultyExec{Savepoint: bundle.exec, commit: func(ctx context.Context, tx pgx.Tx) error {
-			require.NoError(t, tx.Commit(ctx))
-			return errConnLost
-		}}
+		exec, _ := newFaultyExec(bundle.exec.Tx, func() commitFault { return commitLandsAnswerLost })
 		engine := newEngine(t, exec, nil)
 		response, err := engine.Execute(ctx, newRequest(bundle.user, "in-doubt-committed"), newWorkflow(`{"ok":true}`))
 		require.NoError(t, err)
@@ -82,13 +130,12 @@ func TestCommitInDoubt(t *testing.T) {
 		bundle := setup(t)
 		// The key phase commits; the next one is lost.
 		var commits atomic.Int32
-		exec := &faultyExec{Savepoint: bundle.exec, commit: func(ctx context.Context, tx pgx.Tx) error {
+		exec, _ := newFaultyExec(bundle.exec.Tx, func() commitFault {
 			if commits.Add(1) == 1 {
-				return tx.Commit(ctx)
+				return commitOK
 			}
-			require.NoError(t, tx.Rollback(ctx))
-			return errConnLost
-		}}
+			return commitLost
+		})
 		engine := newEngine(t, exec, nil)
 		workflow := newWorkflow(`{"ok":true}`)
 		_, err := engine.Execute(ctx, newRequest(bundle.user, "in-doubt-lost"), workflow)
@@ -105,10 +152,7 @@ func TestCommitInDoubt(t *testing.T) {
 	t.Run("KeyPhaseLost", func(t *testing.T) {
 		t.Parallel()
 		bundle := setup(t)
-		exec := &faultyExec{Savepoint: bundle.exec, commit: func(ctx context.Context, tx pgx.Tx) error {
-			require.NoError(t, tx.Rollback(ctx))
-			return errConnLost
-		}}
+		exec, _ := newFaultyExec(bundle.exec.Tx, func() commitFault { return commitLost })
 		engine := newEngine(t, exec, nil)
 		_, err := engine.Execute(ctx, newRequest(bundle.user, "in-doubt-key"), newWorkflow(`{}`))
 		require.ErrorIs(t, err, db.ErrCommitInDoubt)
@@ -124,8 +168,8 @@ func TestUnlockRetried(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	bundle := setup(t)
-	exec := &faultyExec{Savepoint: bundle.exec}
-	exec.failUnlocks.Store(3)
+	exec, faulty := newFaultyExec(bundle.exec.Tx, nil)
+	faulty.failUnlocks.Store(3)
 	engine := newEngine(t, exec, nil)
 	workflow := newWorkflow(`{}`)
 	errStep := errors.New("step failed")
@@ -136,7 +180,7 @@ func TestUnlockRetried(t *testing.T) {
 	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	require.NoError(t, engine.Close(closeCtx))
-	require.Equal(t, int32(4), exec.unlocks.Load(), "three failures, then the unlock")
+	require.Equal(t, int32(4), faulty.unlocks.Load(), "three failures, then the unlock")
 	var locked int
 	require.NoError(t, bundle.exec.QueryRow(ctx, "SELECT count(*) FROM idempotency_keys WHERE idempotency_key = 'unlock-retried' AND lock_token IS NOT NULL").Scan(&locked))
 	require.Zero(t, locked)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rocketrides/rocketrides/db"
@@ -109,7 +108,7 @@ func TestWorkflows(t *testing.T) {
 		req.Path = testPath + "/42"
 		var stored db.IdempotencyKey
 		phases := newWorkflow(`{}`)
-		phases.Start = func(_ context.Context, _ pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
+		phases.Start = func(_ context.Context, _ *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
 			stored = *key
 			return idempotency.RecoveryPoint(middlePoint), nil
 		}

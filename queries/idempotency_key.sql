@@ -23,6 +23,25 @@ FROM idempotency_keys
 WHERE user_id = @user_id AND idempotency_key = @idempotency_key
 FOR UPDATE;
 
+-- IdempotencyKeyCreate creates a locked key, and fails with a unique
+-- violation when the user already has a key with this value. The engine
+-- sends it with the start phase's statements in one pipeline, so that the
+-- violation aborts them: the request then takes the existing key's path.
+-- name: IdempotencyKeyCreate :exec
+INSERT INTO idempotency_keys (
+    idempotency_key, locked_at, lock_token, recovery_point,
+    request_method, request_params, request_path, user_id, workflow
+) VALUES (
+    @idempotency_key, now(), @lock_token, 'started',
+    @request_method, @request_params, @request_path, @user_id, @workflow
+);
+
+-- IdempotencyKeyLockCheck fails with SQLSTATE RR001 unless lock_token still
+-- owns the key's lock, and row-locks the key so the lock cannot change hands
+-- before the transaction ends (idempotency_key_lock_check, migration 00006).
+-- name: IdempotencyKeyLockCheck :exec
+SELECT idempotency_key_lock_check(@id, @lock_token);
+
 -- name: IdempotencyKeyLock :one
 UPDATE idempotency_keys
 SET locked_at = now(),
@@ -46,6 +65,15 @@ SET recovery_point = @recovery_point
 WHERE id = @id
 RETURNING *;
 
+-- IdempotencyKeySetRecoveryPointByKey is IdempotencyKeySetRecoveryPoint for
+-- a key named by its user and value: a phase's pipeline names a key it
+-- inserts itself before its id is known.
+-- name: IdempotencyKeySetRecoveryPointByKey :one
+UPDATE idempotency_keys
+SET recovery_point = @recovery_point
+WHERE user_id = @user_id AND idempotency_key = @idempotency_key
+RETURNING *;
+
 -- name: IdempotencyKeyFinish :one
 UPDATE idempotency_keys
 SET recovery_point = 'finished',
@@ -56,12 +84,32 @@ SET recovery_point = 'finished',
 WHERE id = @id
 RETURNING *;
 
+-- IdempotencyKeyFinishByKey is IdempotencyKeyFinish for a key named by its
+-- user and value, as IdempotencyKeySetRecoveryPointByKey.
+-- name: IdempotencyKeyFinishByKey :one
+UPDATE idempotency_keys
+SET recovery_point = 'finished',
+    response_code = @response_code,
+    response_body = @response_body,
+    locked_at = NULL,
+    lock_token = NULL
+WHERE user_id = @user_id AND idempotency_key = @idempotency_key
+RETURNING *;
+
 -- IdempotencyKeyUnlock releases a lock, but only the one lock_token owns: a
 -- request whose lock was taken over must not release its successor's.
 -- name: IdempotencyKeyUnlock :execrows
 UPDATE idempotency_keys
 SET locked_at = NULL, lock_token = NULL
 WHERE id = @id AND lock_token = @lock_token;
+
+-- IdempotencyKeyUnlockByKey is IdempotencyKeyUnlock for a key named by its
+-- user and value: the engine releases a new key whose insert's answer was
+-- lost, and whose id it never learned.
+-- name: IdempotencyKeyUnlockByKey :execrows
+UPDATE idempotency_keys
+SET locked_at = NULL, lock_token = NULL
+WHERE user_id = @user_id AND idempotency_key = @idempotency_key AND lock_token = @lock_token;
 
 -- IdempotencyKeyGetAbandoned finds unfinished keys of the given workflows
 -- that no request is working: older than the grace period, not run

@@ -7,6 +7,26 @@ VALUES (@idempotency_key_id, @reason, @ride_id, @user_id)
 ON CONFLICT (ride_id) DO NOTHING
 RETURNING *;
 
+-- RideCancellationClaim claims a ride for the user's key idempotency_key,
+-- found by its user and value (the key may be inserted in the same
+-- pipeline). A ride already claimed is a unique violation, which aborts the
+-- transaction: the cancel workflow locks the ride and reads its state
+-- before, so it finishes with 409 instead.
+-- name: RideCancellationClaim :one
+INSERT INTO ride_cancellations (idempotency_key_id, reason, ride_id, user_id)
+SELECT k.id, @reason, @ride_id, k.user_id
+FROM idempotency_keys k
+WHERE k.user_id = @user_id AND k.idempotency_key = @idempotency_key
+RETURNING *;
+
+-- RideCancellationGetWithRideByIdempotencyKeyID reads the key's claim with
+-- its ride: what the refund needs when a request resumes at ride_claimed.
+-- name: RideCancellationGetWithRideByIdempotencyKeyID :one
+SELECT sqlc.embed(ride_cancellations), sqlc.embed(rides)
+FROM ride_cancellations
+JOIN rides ON rides.id = ride_cancellations.ride_id
+WHERE ride_cancellations.idempotency_key_id = @idempotency_key_id;
+
 -- name: RideCancellationGetByIdempotencyKeyID :one
 SELECT * FROM ride_cancellations WHERE idempotency_key_id = @idempotency_key_id;
 

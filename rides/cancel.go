@@ -141,6 +141,11 @@ func (c *Creator) cancelWorkflow() *idempotency.Workflow {
 type cancellation struct {
 	creator *Creator
 	req     *CancelRequest
+
+	// claimed and ride are what the claim phase wrote and read, filled once
+	// it committed; a request that resumes at ride_claimed reads them.
+	claimed *db.RideCancellation
+	ride    *db.Ride
 }
 
 func (w *cancellation) phases() *idempotency.Phases {
@@ -154,10 +159,23 @@ func (w *cancellation) phases() *idempotency.Phases {
 
 // claim is the phase at started: it reads the user's ride and claims it
 // for this key, or finishes with the stored answer for a ride that cannot
-// be cancelled.
-func (w *cancellation) claim(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
+// be cancelled. Two round trips: the ride is locked and read (so that two
+// claims of one ride take turns, and the second sees the first), then the
+// claim and the key's update are sent with COMMIT. The claim finds the key
+// by its user and value: with a new key, it is sent in the transaction that
+// inserts the key.
+func (w *cancellation) claim(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
+	w.claimed, w.ride = nil, nil
 	queries := w.creator.queries
-	row, err := queries.RideGetWithState(ctx, tx, &db.RideGetWithStateParams{ID: w.req.Params.RideID, UserID: key.UserID})
+	rideKey := &db.RideLockForUpdateParams{ID: w.req.Params.RideID, UserID: key.UserID}
+	err := queries.RideLockForUpdate(ctx, tx, rideKey)
+	if err != nil {
+		return nil, fmt.Errorf("locking ride %d: %w", w.req.Params.RideID, err)
+	}
+	row, err := queries.RideGetWithState(ctx, tx, &db.RideGetWithStateParams{ID: rideKey.ID, UserID: rideKey.UserID})
+	if err == nil {
+		err = tx.Flush(ctx)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return finish(NewProblemRideNotFound()), nil
 	}
@@ -173,23 +191,28 @@ func (w *cancellation) claim(ctx context.Context, tx pgx.Tx, key *db.Idempotency
 		return finish(problem.New(http.StatusUnprocessableEntity, "ride-not-refundable",
 			"The ride was never charged (its payment was declined): there is nothing to refund.")), nil
 	}
+	if row.CancellationID != nil {
+		// Another key claimed the ride first (it may still be refunding).
+		return finish(newProblemAlreadyCancelled()), nil
+	}
 	var reason *string
 	if w.req.Params.Reason != "" {
 		reason = &w.req.Params.Reason
 	}
-	_, err = queries.RideCancellationInsert(ctx, tx, &db.RideCancellationInsertParams{
-		IdempotencyKeyID: &key.ID,
-		Reason:           reason,
-		RideID:           row.Ride.ID,
-		UserID:           key.UserID,
+	// A claim that another key made meanwhile is a unique violation: the
+	// ride's lock makes that impossible at READ COMMITTED, and at
+	// SERIALIZABLE PostgreSQL reports it as a serialization failure, which
+	// runs the phase again.
+	w.claimed, err = queries.RideCancellationClaim(ctx, tx, &db.RideCancellationClaimParams{
+		IdempotencyKey: key.IdempotencyKey,
+		Reason:         reason,
+		RideID:         row.Ride.ID,
+		UserID:         key.UserID,
 	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Another key claimed the ride first (it may still be refunding).
-		return finish(newProblemAlreadyCancelled()), nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("claiming ride %d: %w", row.Ride.ID, err)
 	}
+	w.ride = &row.Ride
 	return idempotency.RecoveryPoint(RecoveryPointRideClaimed), nil
 }
 
@@ -197,14 +220,10 @@ func (w *cancellation) claim(ctx context.Context, tx pgx.Tx, key *db.Idempotency
 // transaction open, then one phase that records its outcome.
 func (w *cancellation) refund(ctx context.Context, run *idempotency.Run) error {
 	key := run.Key()
-	claim, err := w.creator.queries.RideCancellationGetByIdempotencyKeyID(ctx, w.creator.exec, &key.ID)
-	if err != nil {
-		return fmt.Errorf("getting cancellation of key %d at ride_claimed: %w", key.ID, err)
+	if err := w.loadClaim(ctx, key); err != nil {
+		return err
 	}
-	ride, err := w.creator.queries.RideGetByID(ctx, w.creator.exec, claim.RideID)
-	if err != nil {
-		return fmt.Errorf("getting ride %d of cancellation %d: %w", claim.RideID, claim.ID, err)
-	}
+	claim, ride := w.claimed, w.ride
 	if ride.StripeChargeID == nil {
 		return fmt.Errorf("ride %d claimed by cancellation %d has no charge", ride.ID, claim.ID)
 	}
@@ -216,7 +235,7 @@ func (w *cancellation) refund(ctx context.Context, run *idempotency.Run) error {
 		}
 		w.creator.logger.ErrorContext(ctx, "rides: Stripe refused refund", slog.Int64("idempotency_key_id", key.ID),
 			slog.Int64("ride_id", ride.ID), slog.String("error", err.Error()))
-		return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
+		return run.AtomicPhase(ctx, func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
 			if err := w.creator.queries.RideCancellationDelete(ctx, tx, claim.ID); err != nil {
 				return nil, fmt.Errorf("releasing claim %d: %w", claim.ID, err)
 			}
@@ -225,9 +244,25 @@ func (w *cancellation) refund(ctx context.Context, run *idempotency.Run) error {
 		})
 	}
 
-	return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
+	return run.AtomicPhase(ctx, func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
 		return w.finishCancellation(ctx, tx, key, claim, ride, refund)
 	})
+}
+
+// loadClaim reads the key's claim and its ride when the request resumed at
+// ride_claimed (one round trip). The claim phase's are reused only if they
+// are this key's: after a crash, or if that phase rolled back, they are
+// not.
+func (w *cancellation) loadClaim(ctx context.Context, key *db.IdempotencyKey) error {
+	if w.claimed != nil && w.ride != nil && w.claimed.IdempotencyKeyID != nil && *w.claimed.IdempotencyKeyID == key.ID {
+		return nil
+	}
+	row, err := w.creator.queries.RideCancellationGetWithRideByIdempotencyKeyID(ctx, w.creator.exec, &key.ID)
+	if err != nil {
+		return fmt.Errorf("getting cancellation and ride of key %d at ride_claimed: %w", key.ID, err)
+	}
+	w.claimed, w.ride = &row.RideCancellation, &row.Ride
+	return nil
 }
 
 // refundCall is the full refund of ride's charge, with the key's Stripe
@@ -268,13 +303,18 @@ func (w *cancellation) refundCall(key *db.IdempotencyKey, ride *db.Ride) *idempo
 // finishCancellation records the refund on the claim (the ride is
 // cancelled), writes the audit record, stages the cancellation receipt and
 // returns the 200 response: the finishing phase.
-func (w *cancellation) finishCancellation(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey, claim *db.RideCancellation,
+func (w *cancellation) finishCancellation(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey, claim *db.RideCancellation,
 	ride *db.Ride, refund *stripe.Refund) (idempotency.Result, error) {
 	queries := w.creator.queries
+	// Flushed: the response shows the database's cancelled_at (two round
+	// trips).
 	cancelled, err := queries.RideCancellationSetRefund(ctx, tx, &db.RideCancellationSetRefundParams{
 		ID:             claim.ID,
 		StripeRefundID: &refund.ID,
 	})
+	if err == nil {
+		err = tx.Flush(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("recording refund on cancellation %d: %w", claim.ID, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/rocketrides/rocketrides/db"
@@ -130,32 +129,26 @@ func (w *workflow) phases() *idempotency.Phases {
 	}
 }
 
-// createRide is the phase at started.
-func (w *workflow) createRide(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
-	queries := w.creator.queries
-	ride, err := queries.RideInsert(ctx, tx, &db.RideInsertParams{
-		IdempotencyKeyID: &key.ID,
-		OriginLat:        w.req.Params.OriginLat,
-		OriginLon:        w.req.Params.OriginLon,
-		TargetLat:        w.req.Params.TargetLat,
-		TargetLon:        w.req.Params.TargetLon,
-		UserID:           key.UserID,
+// createRide is the phase at started: the ride and its audit record, in
+// one statement that finds the key by its user and value, because with a
+// new key it is sent in the round trip that inserts the key. The ride it
+// returns is filled once the phase commits.
+func (w *workflow) createRide(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
+	ride, err := w.creator.queries.RideInsertForKey(ctx, tx, &db.RideInsertForKeyParams{
+		Action:         AuditActionRideCreated,
+		Data:           key.RequestParams,
+		IdempotencyKey: key.IdempotencyKey,
+		OriginIP:       w.req.OriginIP,
+		OriginLat:      w.req.Params.OriginLat,
+		OriginLon:      w.req.Params.OriginLon,
+		TargetLat:      w.req.Params.TargetLat,
+		TargetLon:      w.req.Params.TargetLon,
+		UserID:         key.UserID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inserting ride: %w", err)
 	}
-	err = queries.AuditRecordInsert(ctx, tx, &db.AuditRecordInsertParams{
-		Action:       AuditActionRideCreated,
-		Data:         key.RequestParams,
-		OriginIP:     w.req.OriginIP,
-		ResourceID:   ride.ID,
-		ResourceType: "ride",
-		UserID:       key.UserID,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("inserting audit record: %w", err)
-	}
-	w.ride = ride
+	w.ride = (*db.Ride)(ride)
 	return idempotency.RecoveryPoint(RecoveryPointRideCreated), nil
 }
 
@@ -185,15 +178,19 @@ func (w *workflow) charge(ctx context.Context, run *idempotency.Run) error {
 	}
 	chargeID := charge.ID
 
-	return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
-		ride, err := w.creator.queries.RideSetStripeChargeID(ctx, tx, &db.RideSetStripeChargeIDParams{
+	// One round trip: the response is the ride as read with its charge id,
+	// not read back.
+	return run.AtomicPhase(ctx, func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
+		_, err := w.creator.queries.RideSetStripeChargeID(ctx, tx, &db.RideSetStripeChargeIDParams{
 			ID:             w.ride.ID,
 			StripeChargeID: &chargeID,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("recording charge on ride: %w", err)
 		}
-		return w.finishRide(ctx, tx, ride)
+		ride := *w.ride
+		ride.StripeChargeID = &chargeID
+		return w.finishRide(ctx, tx, &ride)
 	})
 }
 
@@ -254,10 +251,15 @@ func NewChargeParams(customer string, key *db.IdempotencyKey, rideID int64) *str
 }
 
 // finishFromChargeCreated is the step at charge_created, where the original
-// stopped between recording the charge and staging the receipt.
+// stopped between recording the charge and staging the receipt. It reads
+// the ride under the key's lock (a Flush: two round trips, on a path only
+// old keys take).
 func (w *workflow) finishFromChargeCreated(ctx context.Context, run *idempotency.Run) error {
-	return run.AtomicPhase(ctx, func(ctx context.Context, tx pgx.Tx, key *db.IdempotencyKey) (idempotency.Result, error) {
+	return run.AtomicPhase(ctx, func(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey) (idempotency.Result, error) {
 		ride, err := w.creator.queries.RideGetByIdempotencyKeyID(ctx, tx, &key.ID)
+		if err == nil {
+			err = tx.Flush(ctx)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("getting ride of key %d at charge_created: %w", key.ID, err)
 		}
@@ -266,7 +268,7 @@ func (w *workflow) finishFromChargeCreated(ctx context.Context, run *idempotency
 }
 
 // finishRide stages the receipt job and returns the 201 response.
-func (w *workflow) finishRide(ctx context.Context, tx pgx.Tx, ride *db.Ride) (idempotency.Result, error) {
+func (w *workflow) finishRide(ctx context.Context, tx *db.Pipeline, ride *db.Ride) (idempotency.Result, error) {
 	args, err := json.Marshal(&ReceiptArgs{
 		Amount:   ChargeAmount,
 		Currency: ChargeCurrency,

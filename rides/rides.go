@@ -178,7 +178,7 @@ func classifyStripe(err error) idempotency.ForeignOutcome {
 
 // finishWith returns a phase that finishes the key with a problem response.
 func finishWith(details *problem.Details) idempotency.PhaseFunc {
-	return func(context.Context, pgx.Tx, *db.IdempotencyKey) (idempotency.Result, error) {
+	return func(context.Context, *db.Pipeline, *db.IdempotencyKey) (idempotency.Result, error) {
 		return idempotency.Finish(details.Status, details), nil
 	}
 }
