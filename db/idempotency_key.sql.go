@@ -85,47 +85,6 @@ func (q *Queries) IdempotencyKeyDeleteOlderThan(ctx context.Context, db DBTX, ar
 	return &i, err
 }
 
-const idempotencyKeyFinish = `-- name: IdempotencyKeyFinish :one
-UPDATE idempotency_keys
-SET recovery_point = 'finished',
-    response_code = $1,
-    response_body = $2,
-    locked_at = NULL,
-    lock_token = NULL
-WHERE id = $3
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
-`
-
-type IdempotencyKeyFinishParams struct {
-	ResponseCode *int32          `json:"response_code"`
-	ResponseBody json.RawMessage `json:"response_body"`
-	ID           int64           `json:"id"`
-}
-
-func (q *Queries) IdempotencyKeyFinish(ctx context.Context, db DBTX, arg *IdempotencyKeyFinishParams) (*IdempotencyKey, error) {
-	row := db.QueryRow(ctx, idempotencyKeyFinish, arg.ResponseCode, arg.ResponseBody, arg.ID)
-	var i IdempotencyKey
-	err := row.Scan(
-		&i.ID,
-		&i.CreatedAt,
-		&i.IdempotencyKey,
-		&i.LastRunAt,
-		&i.LockedAt,
-		&i.LockToken,
-		&i.RequestMethod,
-		&i.RequestParams,
-		&i.RequestPath,
-		&i.ResponseCode,
-		&i.ResponseBody,
-		&i.RecoveryPoint,
-		&i.RunCount,
-		&i.StripeIdempotencyKey,
-		&i.UserID,
-		&i.Workflow,
-	)
-	return &i, err
-}
-
 const idempotencyKeyFinishByKey = `-- name: IdempotencyKeyFinishByKey :one
 UPDATE idempotency_keys
 SET recovery_point = 'finished',
@@ -423,44 +382,6 @@ func (q *Queries) IdempotencyKeyGetForUpdate(ctx context.Context, db DBTX, arg *
 	return &i, err
 }
 
-const idempotencyKeyGetLockedForUpdate = `-- name: IdempotencyKeyGetLockedForUpdate :one
-SELECT id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow FROM idempotency_keys
-WHERE id = $1 AND lock_token = $2
-FOR UPDATE
-`
-
-type IdempotencyKeyGetLockedForUpdateParams struct {
-	ID        int64      `json:"id"`
-	LockToken *uuid.UUID `json:"lock_token"`
-}
-
-// IdempotencyKeyGetLockedForUpdate returns the key only while lock_token
-// still owns its lock, and row-locks it so the lock cannot change hands
-// before the transaction ends.
-func (q *Queries) IdempotencyKeyGetLockedForUpdate(ctx context.Context, db DBTX, arg *IdempotencyKeyGetLockedForUpdateParams) (*IdempotencyKey, error) {
-	row := db.QueryRow(ctx, idempotencyKeyGetLockedForUpdate, arg.ID, arg.LockToken)
-	var i IdempotencyKey
-	err := row.Scan(
-		&i.ID,
-		&i.CreatedAt,
-		&i.IdempotencyKey,
-		&i.LastRunAt,
-		&i.LockedAt,
-		&i.LockToken,
-		&i.RequestMethod,
-		&i.RequestParams,
-		&i.RequestPath,
-		&i.ResponseCode,
-		&i.ResponseBody,
-		&i.RecoveryPoint,
-		&i.RunCount,
-		&i.StripeIdempotencyKey,
-		&i.UserID,
-		&i.Workflow,
-	)
-	return &i, err
-}
-
 const idempotencyKeyGetWithLockLive = `-- name: IdempotencyKeyGetWithLockLive :one
 SELECT idempotency_keys.id, idempotency_keys.created_at, idempotency_keys.idempotency_key, idempotency_keys.last_run_at, idempotency_keys.locked_at, idempotency_keys.lock_token, idempotency_keys.request_method, idempotency_keys.request_params, idempotency_keys.request_path, idempotency_keys.response_code, idempotency_keys.response_body, idempotency_keys.recovery_point, idempotency_keys.run_count, idempotency_keys.stripe_idempotency_key, idempotency_keys.user_id, idempotency_keys.workflow,
     idempotency_key_lock_live(locked_at, $1::float8)::boolean AS lock_live,
@@ -505,63 +426,6 @@ func (q *Queries) IdempotencyKeyGetWithLockLive(ctx context.Context, db DBTX, ar
 		&i.IdempotencyKey.Workflow,
 		&i.LockLive,
 		&i.Now,
-	)
-	return &i, err
-}
-
-const idempotencyKeyInsert = `-- name: IdempotencyKeyInsert :one
-INSERT INTO idempotency_keys (
-    idempotency_key, locked_at, lock_token, recovery_point,
-    request_method, request_params, request_path, user_id, workflow
-) VALUES (
-    $1, now(), $2, 'started',
-    $3, $4, $5, $6, $7
-)
-ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
-`
-
-type IdempotencyKeyInsertParams struct {
-	IdempotencyKey string          `json:"idempotency_key"`
-	LockToken      *uuid.UUID      `json:"lock_token"`
-	RequestMethod  string          `json:"request_method"`
-	RequestParams  json.RawMessage `json:"request_params"`
-	RequestPath    string          `json:"request_path"`
-	UserID         int64           `json:"user_id"`
-	Workflow       string          `json:"workflow"`
-}
-
-// IdempotencyKeyInsert creates a locked key, or returns no row when the user
-// already has a key with this value (a concurrent insert waits for the other
-// transaction instead of failing on the unique index).
-func (q *Queries) IdempotencyKeyInsert(ctx context.Context, db DBTX, arg *IdempotencyKeyInsertParams) (*IdempotencyKey, error) {
-	row := db.QueryRow(ctx, idempotencyKeyInsert,
-		arg.IdempotencyKey,
-		arg.LockToken,
-		arg.RequestMethod,
-		arg.RequestParams,
-		arg.RequestPath,
-		arg.UserID,
-		arg.Workflow,
-	)
-	var i IdempotencyKey
-	err := row.Scan(
-		&i.ID,
-		&i.CreatedAt,
-		&i.IdempotencyKey,
-		&i.LastRunAt,
-		&i.LockedAt,
-		&i.LockToken,
-		&i.RequestMethod,
-		&i.RequestParams,
-		&i.RequestPath,
-		&i.ResponseCode,
-		&i.ResponseBody,
-		&i.RecoveryPoint,
-		&i.RunCount,
-		&i.StripeIdempotencyKey,
-		&i.UserID,
-		&i.Workflow,
 	)
 	return &i, err
 }
@@ -749,42 +613,6 @@ func (q *Queries) IdempotencyKeyLockCheck(ctx context.Context, db DBTX, arg *Ide
 	return err
 }
 
-const idempotencyKeySetRecoveryPoint = `-- name: IdempotencyKeySetRecoveryPoint :one
-UPDATE idempotency_keys
-SET recovery_point = $1
-WHERE id = $2
-RETURNING id, created_at, idempotency_key, last_run_at, locked_at, lock_token, request_method, request_params, request_path, response_code, response_body, recovery_point, run_count, stripe_idempotency_key, user_id, workflow
-`
-
-type IdempotencyKeySetRecoveryPointParams struct {
-	RecoveryPoint string `json:"recovery_point"`
-	ID            int64  `json:"id"`
-}
-
-func (q *Queries) IdempotencyKeySetRecoveryPoint(ctx context.Context, db DBTX, arg *IdempotencyKeySetRecoveryPointParams) (*IdempotencyKey, error) {
-	row := db.QueryRow(ctx, idempotencyKeySetRecoveryPoint, arg.RecoveryPoint, arg.ID)
-	var i IdempotencyKey
-	err := row.Scan(
-		&i.ID,
-		&i.CreatedAt,
-		&i.IdempotencyKey,
-		&i.LastRunAt,
-		&i.LockedAt,
-		&i.LockToken,
-		&i.RequestMethod,
-		&i.RequestParams,
-		&i.RequestPath,
-		&i.ResponseCode,
-		&i.ResponseBody,
-		&i.RecoveryPoint,
-		&i.RunCount,
-		&i.StripeIdempotencyKey,
-		&i.UserID,
-		&i.Workflow,
-	)
-	return &i, err
-}
-
 const idempotencyKeySetRecoveryPointByKey = `-- name: IdempotencyKeySetRecoveryPointByKey :one
 UPDATE idempotency_keys
 SET recovery_point = $1
@@ -823,27 +651,6 @@ func (q *Queries) IdempotencyKeySetRecoveryPointByKey(ctx context.Context, db DB
 		&i.Workflow,
 	)
 	return &i, err
-}
-
-const idempotencyKeyUnlock = `-- name: IdempotencyKeyUnlock :execrows
-UPDATE idempotency_keys
-SET locked_at = NULL, lock_token = NULL
-WHERE id = $1 AND lock_token = $2
-`
-
-type IdempotencyKeyUnlockParams struct {
-	ID        int64      `json:"id"`
-	LockToken *uuid.UUID `json:"lock_token"`
-}
-
-// IdempotencyKeyUnlock releases a lock, but only the one lock_token owns: a
-// request whose lock was taken over must not release its successor's.
-func (q *Queries) IdempotencyKeyUnlock(ctx context.Context, db DBTX, arg *IdempotencyKeyUnlockParams) (int64, error) {
-	result, err := db.Exec(ctx, idempotencyKeyUnlock, arg.ID, arg.LockToken)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
 }
 
 const idempotencyKeyUnlockByKey = `-- name: IdempotencyKeyUnlockByKey :execrows

@@ -1,17 +1,3 @@
--- IdempotencyKeyInsert creates a locked key, or returns no row when the user
--- already has a key with this value (a concurrent insert waits for the other
--- transaction instead of failing on the unique index).
--- name: IdempotencyKeyInsert :one
-INSERT INTO idempotency_keys (
-    idempotency_key, locked_at, lock_token, recovery_point,
-    request_method, request_params, request_path, user_id, workflow
-) VALUES (
-    @idempotency_key, now(), @lock_token, 'started',
-    @request_method, @request_params, @request_path, @user_id, @workflow
-)
-ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING *;
-
 -- IdempotencyKeyGetForUpdate reads an existing key and row-locks it for the
 -- rest of the transaction. lock_live says whether another request holds a
 -- lock younger than the lock timeout (idempotency_key_lock_live, the one
@@ -51,20 +37,6 @@ SET locked_at = now(),
 WHERE id = @id
 RETURNING *;
 
--- IdempotencyKeyGetLockedForUpdate returns the key only while lock_token
--- still owns its lock, and row-locks it so the lock cannot change hands
--- before the transaction ends.
--- name: IdempotencyKeyGetLockedForUpdate :one
-SELECT * FROM idempotency_keys
-WHERE id = @id AND lock_token = @lock_token
-FOR UPDATE;
-
--- name: IdempotencyKeySetRecoveryPoint :one
-UPDATE idempotency_keys
-SET recovery_point = @recovery_point
-WHERE id = @id
-RETURNING *;
-
 -- IdempotencyKeySetRecoveryPointByKey is IdempotencyKeySetRecoveryPoint for
 -- a key named by its user and value: a phase's pipeline names a key it
 -- inserts itself before its id is known.
@@ -72,16 +44,6 @@ RETURNING *;
 UPDATE idempotency_keys
 SET recovery_point = @recovery_point
 WHERE user_id = @user_id AND idempotency_key = @idempotency_key
-RETURNING *;
-
--- name: IdempotencyKeyFinish :one
-UPDATE idempotency_keys
-SET recovery_point = 'finished',
-    response_code = @response_code,
-    response_body = @response_body,
-    locked_at = NULL,
-    lock_token = NULL
-WHERE id = @id
 RETURNING *;
 
 -- IdempotencyKeyFinishByKey is IdempotencyKeyFinish for a key named by its
@@ -95,13 +57,6 @@ SET recovery_point = 'finished',
     lock_token = NULL
 WHERE user_id = @user_id AND idempotency_key = @idempotency_key
 RETURNING *;
-
--- IdempotencyKeyUnlock releases a lock, but only the one lock_token owns: a
--- request whose lock was taken over must not release its successor's.
--- name: IdempotencyKeyUnlock :execrows
-UPDATE idempotency_keys
-SET locked_at = NULL, lock_token = NULL
-WHERE id = @id AND lock_token = @lock_token;
 
 -- IdempotencyKeyUnlockByKey is IdempotencyKeyUnlock for a key named by its
 -- user and value: the engine releases a new key whose insert's answer was
