@@ -15,7 +15,11 @@ import (
 // counts owe nothing to the code they judge.
 //
 // A round trip is counted each time a client starts sending after the
-// server has answered it (a pipelined batch is one). A transaction is
+// server has answered it (a pipelined batch is one), less those whose answer
+// ran no statement: a connection's start-up, and pgx preparing a statement
+// it has not used on that connection before (a Parse, a Describe and a
+// Sync), which each connection does once per statement and a longer run
+// spreads thinner. A transaction is
 // counted at each ReadyForQuery ('Z') that says the connection is idle
 // again after a transaction block, or after a statement ran outside one (an
 // implicit transaction): what PostgreSQL counts in pg_stat_database's
@@ -127,7 +131,9 @@ func (p *pgProxy) forward(client net.Conn) {
 	}()
 	parser := &pgMessages{}
 	p.pipe(server, client, func(chunk []byte) {
-		p.transactions.Add(parser.feed(chunk))
+		ended, idle := parser.feed(chunk)
+		p.transactions.Add(ended)
+		p.roundTrips.Add(-idle)
 		// Set before the bytes reach the client, which can only send its
 		// next request after reading them.
 		answered.Store(true)
@@ -173,9 +179,9 @@ type pgMessages struct {
 }
 
 // feed reads a chunk of the server's bytes and returns how many
-// transactions ended in it.
-func (m *pgMessages) feed(chunk []byte) int64 {
-	var ended int64
+// transactions ended in it, and how many ReadyForQuery messages in it came
+// after no statement (the end of a start-up or of a preparation).
+func (m *pgMessages) feed(chunk []byte) (ended, idle int64) {
 	if !m.started && len(chunk) > 0 {
 		m.started = true
 		// An answer to SSLRequest or GSSENCRequest is one byte, 'N' to
@@ -186,6 +192,9 @@ func (m *pgMessages) feed(chunk []byte) int64 {
 	}
 	for len(chunk) > 0 {
 		if m.wantStatus {
+			if !m.ranStatement {
+				idle++
+			}
 			ended += m.readyForQuery(chunk[0])
 			m.wantStatus = false
 			m.skip--
@@ -215,7 +224,7 @@ func (m *pgMessages) feed(chunk []byte) int64 {
 			m.wantStatus = m.skip > 0
 		}
 	}
-	return ended
+	return ended, idle
 }
 
 // readyForQuery takes a ReadyForQuery's status ('I' idle, 'T' in a block,

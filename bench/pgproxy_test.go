@@ -91,6 +91,20 @@ func TestProxyCountsRoundTripsAndTransactions(t *testing.T) {
 		require.NoError(t, tc.do(), tc.name)
 		require.Equal(t, tc.counts, proxy.counts(), tc.name)
 	}
+
+	// A statement new to the connection is prepared first, in a round trip
+	// of its own that runs nothing: not counted.
+	proxy.reset()
+	_, err = conn.Exec(ctx, "INSERT INTO t VALUES ($1 + 1)", 6)
+	require.NoError(t, err)
+	require.Equal(t, proxyCounts{RoundTrips: 1, Transactions: 1}, proxy.counts())
+
+	// Nor is a new connection's start-up.
+	proxy.reset()
+	other, err := pgx.Connect(ctx, conn.Config().ConnString())
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	require.Equal(t, proxyCounts{}, proxy.counts())
 }
 
 func TestPGMessagesFollowMessagesAcrossChunks(t *testing.T) {
@@ -119,11 +133,15 @@ func TestPGMessagesFollowMessagesAcrossChunks(t *testing.T) {
 	stream = append(stream, message('Z', 'I')...)                            // ends: 3
 
 	whole := &pgMessages{}
-	require.EqualValues(t, 3, whole.feed(stream))
+	ended, idle := whole.feed(stream)
+	require.EqualValues(t, 3, ended)
+	require.EqualValues(t, 2, idle, "the start-up's and the ParseComplete's ReadyForQuery")
 	byteByByte := &pgMessages{}
-	var ended int64
+	ended, idle = 0, 0
 	for i := range stream {
-		ended += byteByByte.feed(stream[i : i+1])
+		e, n := byteByByte.feed(stream[i : i+1])
+		ended, idle = ended+e, idle+n
 	}
 	require.EqualValues(t, 3, ended)
+	require.EqualValues(t, 2, idle)
 }

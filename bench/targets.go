@@ -30,12 +30,6 @@ const (
 	newKeyRoundTripsMax = 3
 	replayRoundTripsMax = 1
 
-	// roundTripSlack is how far above a whole number of round trips an
-	// average may be and still count as that number: a connection that is
-	// new to the calibration prepares each statement once (one more round
-	// trip per statement and connection, spread over the pass's requests).
-	roundTripSlack = 0.05
-
 	// overloadGoodputMin is the least share of the goodput with few
 	// clients that the API must keep under overload; overloadP99MaxMS the
 	// most p99 of its admitted requests; overloadRSSTolerance how far from
@@ -99,10 +93,10 @@ func evaluate(results *Results) []*Target {
 			newKeysAt(newKeysTargetConcurrency), "%.3f ms", func(r *Row) float64 { return r.API.ProcessCPUMSPerRequest }, atMost(newKeyCPUMaxMS)),
 		rowTarget(fmt.Sprintf("new key <= %d round trips (read committed)", newKeyRoundTripsMax),
 			selectRows(cells, byScenario(scenarioNewKeys)), "%.2f", func(r *Row) float64 { return r.API.RoundTripsPerRequest },
-			atMost(newKeyRoundTripsMax+roundTripSlack)),
+			atMost(newKeyRoundTripsMax)),
 		rowTarget(fmt.Sprintf("replay %d round trip", replayRoundTripsMax),
 			selectRows(cells, byScenario(scenarioReplays)), "%.2f", func(r *Row) float64 { return r.API.RoundTripsPerRequest },
-			atMost(replayRoundTripsMax+roundTripSlack)),
+			atMost(replayRoundTripsMax)),
 		distinctKeysTarget(selectRows(cells, byScenario(scenarioNewKeys, scenarioNewKeysSerializable, scenarioCancels))),
 		peerTarget(selectRows(cells, func(r *Row) bool { return r.Peer != nil })),
 	}
