@@ -51,6 +51,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rocketrides/rocketrides/bench/dbospeer"
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/migrations"
 )
@@ -145,7 +146,7 @@ func parseFlags(args []string) (*config, error) {
 	flags.StringVar(&cfg.databaseURL, "database-url", cmp.Or(os.Getenv("BENCH_DATABASE_URL"), databaseURLDefault), "database to create if missing and use (env BENCH_DATABASE_URL); its tables are emptied")
 	flags.DurationVar(&cfg.duration, "duration", durationDefault, "timed run of each side of a cell, split across its rounds")
 	flags.IntVar(&cfg.maxIterations, "max-requests", maxRequestsDefault, "most iterations of a timed run")
-	flags.BoolVar(&cfg.noPeer, "no-peer", false, "leave the peer out even if it is built in")
+	flags.BoolVar(&cfg.noPeer, "no-peer", false, "leave the peer (DBOS) out")
 	flags.StringVar(&cfg.outDir, "out", outDirDefault, "directory of results.json and results.png")
 	flags.IntVar(&cfg.overloadBaseClients, "overload-base-clients", overloadBaseClientsDefault, "clients of the overload scenario's reference run")
 	flags.IntVar(&cfg.overloadClients, "overload-clients", overloadClientsDefault, "clients of the overload scenario's overload run")
@@ -225,9 +226,6 @@ func run(ctx context.Context, cfg *config) error {
 		return err
 	}
 	b := &bench{config: cfg, binary: binary, dir: dir, pool: pool, proxy: proxy, rides: &rideSupply{}, stripe: stripe}
-	if !peerBuilt {
-		slog.InfoContext(ctx, "bench: built without the peer")
-	}
 
 	results := &Results{}
 	for _, sc := range b.scenarios() {
@@ -276,8 +274,8 @@ func openDatabase(ctx context.Context, cfg *config) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	// The peer's tables refer to users: drop them, the peer makes them anew.
-	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{peerSchema}.Sanitize()+", "+
-		pgx.Identifier{peerSystemSchema}.Sanitize()+" CASCADE"); err != nil {
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{dbospeer.Schema}.Sanitize()+", "+
+		pgx.Identifier{dbospeer.SystemSchema}.Sanitize()+" CASCADE"); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("dropping the peer's tables: %w", err)
 	}

@@ -10,25 +10,11 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/rocketrides/rocketrides/bench/dbospeer"
 )
 
-// peerConfig is the peer's configuration: the fields of dbospeer.Config.
-type peerConfig struct {
-	DatabaseURL  string
-	StripeURL    string
-	StripeKey    string
-	PoolMaxConns int
-	Logger       *slog.Logger
-}
-
-// peerService is what the bench uses of the peer, dbospeer.Peer: a handler
-// of POST /rides as rocketrides answers it in demo mode, and its shutdown.
-type peerService interface {
-	Handler() http.Handler
-	Close(ctx context.Context) error
-}
-
-// servePeer is the serve-peer mode: it starts the peer (newPeer) on the
+// servePeer is the serve-peer mode: it starts the peer (package dbospeer) on the
 // database and the Stripe that args name and serves its handler on -addr,
 // with GET /readyz answering 200 once it is up, until ctx is done.
 func servePeer(ctx context.Context, args []string) error {
@@ -41,7 +27,7 @@ func servePeer(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With(slog.String("process", "peer"))
-	peer, err := newPeer(ctx, &peerConfig{
+	peer, err := dbospeer.New(ctx, &dbospeer.Config{
 		DatabaseURL:  *databaseURL,
 		StripeURL:    *stripeURL,
 		StripeKey:    stripeAPIKey,

@@ -126,7 +126,7 @@ func (b *bench) start(ctx context.Context, sc *scenario, database, name string) 
 		env.closers = append(env.closers, replayLimit.stop)
 		env.replayLimit = replayLimit
 	}
-	if sc.peer && peerBuilt && !b.config.noPeer {
+	if sc.peer && !b.config.noPeer {
 		peer, err := b.startPeer(ctx, "peer-"+name, database)
 		if err != nil {
 			return fail(err)
