@@ -30,6 +30,11 @@ const (
 	newKeyRoundTripsMax = 3
 	replayRoundTripsMax = 1
 
+	// cancelRoundTripsMax is the most round trips of a cancel: the user and
+	// key read, then its two phases (the claim; the refund's record) of at
+	// most two each.
+	cancelRoundTripsMax = 1 + 2*2
+
 	// overloadGoodputMin is the least share of the goodput with few
 	// clients that the API must keep under overload; overloadP99MaxMS the
 	// most p99 of its admitted requests; overloadRSSTolerance how far from
@@ -94,6 +99,9 @@ func evaluate(results *Results) []*Target {
 		rowTarget(fmt.Sprintf("new key <= %d round trips (read committed)", newKeyRoundTripsMax),
 			selectRows(cells, byScenario(scenarioNewKeys)), "%.2f", func(r *Row) float64 { return r.API.RoundTripsPerRequest },
 			atMost(newKeyRoundTripsMax)),
+		rowTarget(fmt.Sprintf("cancel <= %d round trips (read, two phases of <= 2)", cancelRoundTripsMax),
+			selectRows(cells, byScenario(scenarioCancels)), "%.2f", func(r *Row) float64 { return r.API.RoundTripsPerRequest },
+			atMost(cancelRoundTripsMax)),
 		rowTarget(fmt.Sprintf("replay %d round trip", replayRoundTripsMax),
 			selectRows(cells, byScenario(scenarioReplays)), "%.2f", func(r *Row) float64 { return r.API.RoundTripsPerRequest },
 			atMost(replayRoundTripsMax)),
