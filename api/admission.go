@@ -36,7 +36,7 @@ const (
 // requests in flight, so they are the last to be shed.
 type admission struct {
 	inFlight chan struct{}
-	shed     atomic.Bool // a request was turned away since the last release of memory
+	lastShed atomic.Int64 // when a request was last turned away (Unix ns), 0 since the last release of memory
 	wait     time.Duration
 	working  chan struct{}
 }
@@ -52,7 +52,7 @@ func (a *admission) admit(next echo.HandlerFunc) echo.HandlerFunc {
 		select {
 		case a.inFlight <- struct{}{}:
 		default:
-			a.shed.Store(true)
+			a.lastShed.Store(time.Now().UnixNano())
 			return errOverloaded
 		}
 		defer func() { <-a.inFlight }()
@@ -74,7 +74,7 @@ func (a *admission) work(ctx context.Context) (release func(), err error) {
 	case a.working <- struct{}{}:
 		return func() { <-a.working }, nil
 	case <-timer.C:
-		a.shed.Store(true)
+		a.lastShed.Store(time.Now().UnixNano())
 		return nil, errOverloaded
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -83,14 +83,16 @@ func (a *admission) work(ctx context.Context) (release func(), err error) {
 
 // memoryCheckInterval is how often the server looks whether an overload has
 // passed.
-const memoryCheckInterval = 20 * time.Second
+const memoryCheckInterval = 10 * time.Second
 
 // releaseMemoryAfterOverload returns to the operating system, once an
-// overload has passed (a request was shed, and none is in flight now), the
-// memory its connections and goroutines took, until ctx is done. Go's runtime
-// would keep it until its next collection, which an idle server may not run
-// for minutes.
-func (a *admission) releaseMemoryAfterOverload(ctx context.Context) {
+// overload has passed, the memory its connections and goroutines took, until
+// ctx is done. An overload has passed when no request is in flight and none
+// was shed for quiet (the server's idle timeout): by then the connections its
+// clients left open idle are closed, and what they held is garbage. Go's
+// runtime would keep that memory until its next collection, which an idle
+// server may not run for minutes.
+func (a *admission) releaseMemoryAfterOverload(ctx context.Context, quiet time.Duration) {
 	ticker := time.NewTicker(memoryCheckInterval)
 	defer ticker.Stop()
 	for {
@@ -99,7 +101,11 @@ func (a *admission) releaseMemoryAfterOverload(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
-		if len(a.inFlight) == 0 && a.shed.CompareAndSwap(true, false) {
+		last := a.lastShed.Load()
+		if last == 0 || len(a.inFlight) > 0 || time.Since(time.Unix(0, last)) < quiet {
+			continue
+		}
+		if a.lastShed.CompareAndSwap(last, 0) {
 			debug.FreeOSMemory()
 		}
 	}

@@ -42,6 +42,14 @@ const (
 	// write its response (http.Server's WriteTimeout, less a margin): the
 	// request deadline plus the time to answer.
 	RequestTimeoutDefault = RequestDeadlineDefault + 5*time.Second
+
+	// IdleTimeoutDefault is how long a keep-alive connection may wait for
+	// its next request before the server closes it. Each open connection
+	// holds a goroutine and its buffers (about 40 KB, measured): after a
+	// burst of 1,024 clients that stay connected, a longer wait kept RSS at
+	// 2.5 times idle (60 MB against 24 MB) until they left. A client that
+	// comes back later only opens a new connection.
+	IdleTimeoutDefault = 15 * time.Second
 )
 
 // StatusClientClosedRequest is the status recorded (in the metrics and the
@@ -93,6 +101,10 @@ type ServerConfig struct {
 	// shutdown before it ends them. Zero means the request deadline and a
 	// margin, so that every request ends on its own.
 	ShutdownTimeout time.Duration
+
+	// IdleTimeout is how long Serve keeps a keep-alive connection open
+	// waiting for its next request. Zero means IdleTimeoutDefault.
+	IdleTimeout time.Duration
 }
 
 // withDefaults returns a copy of c (nil: the zero config) with every default
@@ -107,6 +119,7 @@ func (c *ServerConfig) withDefaults() *ServerConfig {
 	config.MaxInFlight = cmp.Or(config.MaxInFlight, MaxInFlightDefault)
 	config.MaxWorking = cmp.Or(config.MaxWorking, MaxWorkingDefault)
 	config.AdmissionWait = cmp.Or(config.AdmissionWait, AdmissionWaitDefault)
+	config.IdleTimeout = cmp.Or(config.IdleTimeout, IdleTimeoutDefault)
 	return &config
 }
 
@@ -125,6 +138,8 @@ func (c *ServerConfig) validate() error {
 		return fmt.Errorf("AdmissionWait must not be negative, got %s", c.AdmissionWait)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("IdleTimeout must not be negative, got %s", c.IdleTimeout)
 	}
 	return nil
 }
@@ -496,7 +511,7 @@ func Serve(ctx context.Context, addr string, server *Server) error {
 	httpServer := &http.Server{
 		Addr:              addr,
 		Handler:           server,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       server.config.IdleTimeout,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      server.config.RequestDeadline + shutdownMargin,
@@ -508,9 +523,9 @@ func Serve(ctx context.Context, addr string, server *Server) error {
 	}
 	logger.InfoContext(ctx, "api: listening", slog.String("addr", listener.Addr().String()),
 		slog.Duration("request_deadline", server.config.RequestDeadline), slog.Int("max_in_flight", server.config.MaxInFlight),
-		slog.Int("max_working", server.config.MaxWorking))
+		slog.Int("max_working", server.config.MaxWorking), slog.Duration("idle_timeout", server.config.IdleTimeout))
 
-	go server.admission.releaseMemoryAfterOverload(ctx)
+	go server.admission.releaseMemoryAfterOverload(ctx, server.config.IdleTimeout)
 	errs := make(chan error, 1)
 	go func() { errs <- httpServer.Serve(listener) }()
 	select {

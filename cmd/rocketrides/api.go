@@ -35,6 +35,8 @@ type apiFlags struct {
 	APIMaxInFlight   int           `env:"API_MAX_IN_FLIGHT" default:"64" help:"Most POST /rides requests in the server at once; the rest answer 503 overloaded at once."`
 	APIMaxWorking    int           `env:"API_MAX_WORKING" default:"32" help:"Most requests running the workflow at once (replays of finished keys do not count)."`
 
+	APIIdleTimeout time.Duration `env:"API_IDLE_TIMEOUT" default:"15s" help:"How long a keep-alive connection may wait for its next request before the API closes it."`
+
 	APIShutdownTimeout time.Duration `env:"API_SHUTDOWN_TIMEOUT" help:"How long shutdown lets requests in flight finish before it ends them (default: REQUEST_DEADLINE plus 5s)."`
 }
 
@@ -42,6 +44,7 @@ type apiFlags struct {
 func (f *apiFlags) serverConfig(p *process, logger *slog.Logger) *api.ServerConfig {
 	return &api.ServerConfig{
 		AdmissionWait:   f.APIAdmissionWait,
+		IdleTimeout:     f.APIIdleTimeout,
 		Logger:          logger,
 		MaxInFlight:     f.APIMaxInFlight,
 		MaxWorking:      f.APIMaxWorking,

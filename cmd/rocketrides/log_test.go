@@ -79,7 +79,7 @@ func TestLogLines(t *testing.T) {
 			`msg="enqueuer: started" process=enqueuer interval=200ms batch_size=1000$`,
 			`msg="reaper: started" process=reaper horizon=72h0m0s interval=5s batch_size=1000$`,
 			`msg="admin: started" process=admin river_ui=http://127\.0\.0\.1:\d+/riverui/ metrics=http://127\.0\.0\.1:\d+/metrics$`,
-			`msg="api: listening" process=api addr=127\.0\.0\.1:\d+ request_deadline=\S+ max_in_flight=\d+ max_working=\d+$`,
+			`msg="api: listening" process=api addr=127\.0\.0\.1:\d+ request_deadline=\S+ max_in_flight=\d+ max_working=\d+ idle_timeout=\S+$`,
 			`msg="simulator: started" process=simulator api_url=http://127\.0\.0\.1:\d+ email=user@example\.com interval=20ms cancel_share=0\.1 summary_interval=10s$`,
 			`msg="all: running" process=all api=http://127\.0\.0\.1:\d+ simulator=true$`,
 		} {
@@ -174,7 +174,7 @@ func TestProcessLogs(t *testing.T) {
 	}{
 		{"API", func(t *testing.T) []string {
 			return []string{"api", "--api-port", strconv.Itoa(freePort(t)), "--admin-port", "127.0.0.1:" + strconv.Itoa(freePort(t))}
-		}, `msg="api: listening" process=api addr=127\.0\.0\.1:\d+ request_deadline=\S+ max_in_flight=\d+ max_working=\d+`, `msg="api: stopped" process=api`},
+		}, `msg="api: listening" process=api addr=127\.0\.0\.1:\d+ request_deadline=\S+ max_in_flight=\d+ max_working=\d+ idle_timeout=\S+`, `msg="api: stopped" process=api`},
 		{"Completer", func(*testing.T) []string { return []string{"completer"} },
 			`msg="completer: started" process=completer grace=5m0s interval=5s last_run_threshold=1m0s lock_timeout=1m30s batch_size=1000`,
 			`msg="completer: stopped" process=completer`},
