@@ -24,21 +24,16 @@ func TestServeClosesIdleConnections(t *testing.T) {
 
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	addr := listener.Addr().String()
-	require.NoError(t, listener.Close())
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- api.Serve(ctx, addr, bundle.server) }()
+	go func() { served <- api.ServeListener(ctx, listener, bundle.server) }()
 	t.Cleanup(func() {
 		cancel()
 		require.NoError(t, <-served)
 	})
 
-	var conn net.Conn
-	require.Eventually(t, func() bool {
-		conn, err = net.Dial("tcp", addr)
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond)
+	conn, err := net.Dial("tcp", listener.Addr().String())
+	require.NoError(t, err)
 	defer conn.Close()
 	_, err = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
 	require.NoError(t, err)

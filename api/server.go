@@ -499,27 +499,32 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 // time to answer, and for an ended request to release its key.
 const shutdownMargin = 5 * time.Second
 
-// Serve serves server on addr until ctx is done, then shuts down: it stops
-// accepting connections, lets the requests in flight finish for up to
-// ShutdownTimeout (by default the request deadline and a margin, so that a
-// request waiting on Stripe gets its answer), then ends the work of those
-// still running, which release their keys and answer 503 shutting-down, and
-// waits for them up to the margin again. It returns nil when shutdown went
-// so.
+// Serve serves server on addr until ctx is done, then shuts down as
+// ServeListener does.
 func Serve(ctx context.Context, addr string, server *Server) error {
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	return ServeListener(ctx, listener, server)
+}
+
+// ServeListener serves server on listener until ctx is done, then shuts
+// down: it stops accepting connections, lets the requests in flight finish
+// for up to ShutdownTimeout (by default the request deadline and a margin,
+// so that a request waiting on Stripe gets its answer), then ends the work
+// of those still running, which release their keys and answer 503
+// shutting-down, and waits for them up to the margin again. It returns nil
+// when shutdown went so. It closes listener.
+func ServeListener(ctx context.Context, listener net.Listener, server *Server) error {
 	logger := server.logger
 	httpServer := &http.Server{
-		Addr:              addr,
 		Handler:           server,
 		IdleTimeout:       server.config.IdleTimeout,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      server.config.RequestDeadline + shutdownMargin,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	listener, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	logger.InfoContext(ctx, "api: listening", slog.String("addr", listener.Addr().String()),
 		slog.Duration("request_deadline", server.config.RequestDeadline), slog.Int("max_in_flight", server.config.MaxInFlight),
