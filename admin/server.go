@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,10 @@ const (
 const (
 	// PathMetrics serves the process's Prometheus metrics.
 	PathMetrics = "/metrics"
+
+	// PathPprof is where Go's profiles are served (net/http/pprof): go tool
+	// pprof http://127.0.0.1:5001/debug/pprof/heap, or /profile for CPU.
+	PathPprof = "/debug/pprof/"
 
 	// PathRiverUI is where River UI lives; its pages and its API are under
 	// it, and / redirects to it.
@@ -120,6 +125,11 @@ func NewServer(riverClient *river.Client[pgx.Tx], m *metrics.Metrics, config *Se
 	mux := http.NewServeMux()
 	mux.Handle("GET "+PathMetrics, m.Handler())
 	mux.Handle(PathRiverUI, riverUI)
+	mux.HandleFunc("GET "+PathPprof, pprof.Index)
+	mux.HandleFunc("GET "+PathPprof+"cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET "+PathPprof+"profile", pprof.Profile)
+	mux.HandleFunc("GET "+PathPprof+"symbol", pprof.Symbol)
+	mux.HandleFunc("GET "+PathPprof+"trace", pprof.Trace)
 	mux.Handle("GET /{$}", http.RedirectHandler(PathRiverUI, http.StatusFound))
 	return &Server{config: config, handler: mux, riverUI: riverUI}, nil
 }

@@ -184,6 +184,9 @@ func TestServerStopsWithContext(t *testing.T) {
 	require.NoError(t, server.Start(ctx))
 	response, _ := get(t, "http://"+server.Addr()+admin.PathMetrics)
 	require.Equal(t, http.StatusOK, response.StatusCode)
+	response, body := get(t, "http://"+server.Addr()+admin.PathPprof+"heap?debug=1")
+	require.Equal(t, http.StatusOK, response.StatusCode)
+	require.Contains(t, body, "heap profile", "Go's profiles are served")
 
 	cancel()
 	server.Stop() // waits for the stop that ctx began

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -106,6 +107,11 @@ func (a *admission) releaseMemoryAfterOverload(ctx context.Context, quiet time.D
 			continue
 		}
 		if a.lastShed.CompareAndSwap(last, 0) {
+			// Two collections: what the closed connections held sits in
+			// sync.Pools (net/http's bufio readers and writers, Echo's
+			// contexts), which a collection only moves to their victim
+			// caches, and the next one frees.
+			runtime.GC()
 			debug.FreeOSMemory()
 		}
 	}

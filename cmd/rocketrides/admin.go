@@ -13,7 +13,7 @@ import (
 
 // adminFlags say where the operator's listener is, in api and all.
 type adminFlags struct {
-	AdminPort string `env:"ADMIN_PORT" default:"127.0.0.1:5001" help:"Address (host:port) of the operator's listener: River UI at /riverui/ and GET /metrics. River UI has no login: keep it off public networks."`
+	AdminPort string `env:"ADMIN_PORT" default:"127.0.0.1:5001" help:"Address (host:port) of the operator's listener: River UI at /riverui/, GET /metrics and Go's profiles at /debug/pprof/. It has no login: keep it off public networks."`
 }
 
 // startAdmin starts the operator's listener: River UI on riverClient's
