@@ -101,8 +101,9 @@ func NewRiverClient(pool *pgxpool.Pool, config *RiverClientConfig) (*river.Clien
 	return client, nil
 }
 
-// riverLogHandler passes on the records of River's client from level up: it
-// is how NewRiverClient keeps River's info lines out of the process's log.
+// riverLogHandler passes on the records of River's client from level up,
+// marked as River's: it is how NewRiverClient keeps River's info lines out of
+// the process's log.
 type riverLogHandler struct {
 	slog.Handler
 	level slog.Level
@@ -111,6 +112,13 @@ type riverLogHandler struct {
 // Enabled drops records below the handler's level.
 func (h *riverLogHandler) Enabled(ctx context.Context, level slog.Level) bool {
 	return level >= h.level && h.Handler.Enabled(ctx, level)
+}
+
+// Handle prefixes River's message with "river: ", the shape of every other
+// line ("component: what happened"), so that a reader knows whose it is.
+func (h *riverLogHandler) Handle(ctx context.Context, record slog.Record) error {
+	record.Message = "river: " + record.Message
+	return h.Handler.Handle(ctx, record)
 }
 
 // WithAttrs keeps the level on the derived handler.
