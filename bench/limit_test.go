@@ -10,12 +10,15 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rocketrides/rocketrides/db/dbtest"
+	"github.com/rocketrides/rocketrides/roundtrips"
 )
 
 // newTestLimit returns a limit at isolation on a fresh database through a
 // proxy, the proxy, a pool on the database, and a user with a customer in
 // a Stripe fake.
-func newTestLimit(t *testing.T, isolation string) (*limit, *pgProxy, *pgxpool.Pool, *benchUser) {
+func newTestLimit(t *testing.T, isolation string) (*limit, *roundtrips.Proxy, *pgxpool.Pool, *benchUser) {
 	t.Helper()
 	databaseURL, proxy := proxiedDatabase(t)
 	pool, err := pgxpool.New(t.Context(), databaseURL)
@@ -47,9 +50,9 @@ func TestLimitNewKeyWritesTheRidesRowsInThreeRoundTrips(t *testing.T) {
 			require.NoError(t, lim.newKey(ctx, user.email, uuid.NewString())) // prepares the statements
 			key := uuid.NewString()
 
-			proxy.reset()
+			proxy.Reset()
 			require.NoError(t, lim.newKey(ctx, user.email, key))
-			require.Equal(t, proxyCounts{RoundTrips: 3, Transactions: 3}, proxy.counts())
+			require.Equal(t, roundtrips.Counts{RoundTrips: 3, Transactions: 3}, proxy.Counts())
 
 			var rideID int64
 			var chargeID string
@@ -80,9 +83,9 @@ func TestLimitCancelWritesTheCancelsRowsInThreeRoundTrips(t *testing.T) {
 	require.NoError(t, lim.cancel(ctx, user.email, uuid.NewString(), newRide())) // prepares the statements
 	rideID, key := newRide(), uuid.NewString()
 
-	proxy.reset()
+	proxy.Reset()
 	require.NoError(t, lim.cancel(ctx, user.email, key, rideID))
-	require.Equal(t, proxyCounts{RoundTrips: 3, Transactions: 3}, proxy.counts())
+	require.Equal(t, roundtrips.Counts{RoundTrips: 3, Transactions: 3}, proxy.Counts())
 
 	requireOneRow(t, pool, `SELECT 1 FROM ride_cancellations c JOIN idempotency_keys k ON k.id = c.idempotency_key_id
 		WHERE c.ride_id = $1 AND c.stripe_refund_id IS NOT NULL AND c.cancelled_at IS NOT NULL
@@ -124,11 +127,11 @@ func TestReplayHandlerAnswersTheStoredBytesInOneRoundTrip(t *testing.T) {
 	_, err := postRide(ctx, client, server.URL, user.email, key) // prepares the statement
 	require.NoError(t, err)
 
-	proxy.reset()
+	proxy.Reset()
 	ans, err := postRide(ctx, client, server.URL, user.email, key)
 	require.NoError(t, err)
 
-	require.Equal(t, proxyCounts{RoundTrips: 1, Transactions: 1}, proxy.counts())
+	require.Equal(t, roundtrips.Counts{RoundTrips: 1, Transactions: 1}, proxy.Counts())
 	require.Equal(t, http.StatusCreated, ans.status)
 	require.True(t, ans.replayed)
 	require.JSONEq(t, string(stored), string(ans.body))
@@ -136,4 +139,19 @@ func TestReplayHandlerAnswersTheStoredBytesInOneRoundTrip(t *testing.T) {
 	ans, err = postRide(ctx, client, server.URL, user.email, "bench-not-a-finished-key")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusConflict, ans.status)
+}
+
+// proxiedDatabase creates a fresh database and returns its URL through a
+// new proxy.
+func proxiedDatabase(t *testing.T) (string, *roundtrips.Proxy) {
+	t.Helper()
+	databaseURL := dbtest.NewDatabaseURL(t)
+	target, err := databaseHostPort(databaseURL)
+	require.NoError(t, err)
+	proxy, err := roundtrips.NewProxy(target)
+	require.NoError(t, err)
+	t.Cleanup(proxy.Close)
+	proxied, err := proxiedURL(databaseURL, proxy.Addr())
+	require.NoError(t, err)
+	return proxied, proxy
 }

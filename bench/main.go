@@ -54,6 +54,7 @@ import (
 	"github.com/rocketrides/rocketrides/bench/dbospeer"
 	"github.com/rocketrides/rocketrides/db"
 	"github.com/rocketrides/rocketrides/migrations"
+	"github.com/rocketrides/rocketrides/roundtrips"
 )
 
 // Defaults of the flags.
@@ -215,11 +216,11 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	proxy, err := newPGProxy(target)
+	proxy, err := roundtrips.NewProxy(target)
 	if err != nil {
 		return err
 	}
-	defer proxy.close()
+	defer proxy.Close()
 	numUsers := max(maxOf(cfg.concurrencies), maxOf(cfg.cancelConcurrencies))
 	stripe, err := startStripe(ctx, pool, numUsers)
 	if err != nil {

@@ -66,7 +66,7 @@ type Figures struct {
 	StatusCounts map[string]int `json:"status_counts"`
 
 	// RoundTripsPerRequest and TxPerRequest are what the calibration
-	// through the proxy counted (see pgProxy), over CalibrationRequests
+	// through the proxy counted (see package roundtrips), over CalibrationRequests
 	// requests.
 	RoundTripsPerRequest float64 `json:"round_trips_per_request"`
 	TxPerRequest         float64 `json:"tx_per_request"`

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rocketrides/rocketrides/roundtrips"
 )
 
 // The sides of a cell.
@@ -31,7 +33,7 @@ type bench struct {
 
 	// pool is the bench's own: setup, emptying tables, reading CPU.
 	pool  *pgxpool.Pool
-	proxy *pgProxy
+	proxy *roundtrips.Proxy
 
 	rides  *rideSupply
 	stripe *stripeStack
@@ -48,7 +50,7 @@ type side struct {
 // measurement is what one side measured in a cell: its calibration and its
 // timed rounds.
 type measurement struct {
-	calibration     proxyCounts
+	calibration     roundtrips.Counts
 	calibrationReqs int
 	cpu             cpuUsage
 	processCPU      time.Duration
@@ -160,7 +162,7 @@ func (b *bench) sides(sc *scenario, env *scenarioEnv) []*side {
 // every side straight on PostgreSQL. One set of sides at a time keeps the
 // connections open within the server's max_connections.
 func (b *bench) runScenario(ctx context.Context, sc *scenario) ([]*Row, error) {
-	proxied, err := proxiedURL(b.config.databaseURL, b.proxy.addr())
+	proxied, err := proxiedURL(b.config.databaseURL, b.proxy.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -272,18 +274,18 @@ func (b *bench) loadConfig(sc *scenario, concurrency int, duration time.Duration
 // calibrate runs op through the proxy, a warm-up then a counted run, and
 // returns the round trips and transactions that the counted run's requests
 // took, and how many requests it made.
-func (b *bench) calibrate(ctx context.Context, sc *scenario, concurrency int, op Op) (proxyCounts, int, error) {
+func (b *bench) calibrate(ctx context.Context, sc *scenario, concurrency int, op Op) (roundtrips.Counts, int, error) {
 	if sc.freshTables {
 		if err := truncate(ctx, b.pool); err != nil {
-			return proxyCounts{}, 0, err
+			return roundtrips.Counts{}, 0, err
 		}
 	}
 	RunLoad(ctx, b.loadConfig(sc, concurrency, b.config.calibrationWarmup), op)
-	b.proxy.reset()
+	b.proxy.Reset()
 	stats := RunLoad(ctx, b.loadConfig(sc, concurrency, b.config.calibration), op)
-	counts := b.proxy.counts()
+	counts := b.proxy.Counts()
 	if err := ctx.Err(); err != nil {
-		return proxyCounts{}, 0, err
+		return roundtrips.Counts{}, 0, err
 	}
 	if stats.Errors > 0 {
 		slog.WarnContext(ctx, "bench: unexpected answers while calibrating", slog.String("scenario", sc.name),

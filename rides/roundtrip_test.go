@@ -1,14 +1,9 @@
 package rides_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"io"
-	"net"
 	"net/netip"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -21,6 +16,7 @@ import (
 	"github.com/rocketrides/rocketrides/idempotency"
 	"github.com/rocketrides/rocketrides/rides"
 	"github.com/rocketrides/rocketrides/rides/ridestest"
+	"github.com/rocketrides/rocketrides/roundtrips"
 	"github.com/rocketrides/rocketrides/stripefake"
 	"github.com/rocketrides/rocketrides/stripefake/stripefaketest"
 )
@@ -35,26 +31,23 @@ const (
 
 // TestRoundTrips counts the round trips to PostgreSQL of each kind of
 // request, through a proxy that reads the protocol between a real pool and
-// the server: each Sync (the end of an extended-protocol query or of a
-// pipeline) and each simple Query is one wait for the server. The pool has
-// one connection, warmed by a first request of each kind, so that the
-// counts are those of a connection whose statements are prepared (pgx
-// prepares a statement once per connection, one more round trip).
+// the server (package roundtrips, which the bench measures with too). The
+// pool has one connection, warmed by a first request of each kind.
 func TestRoundTrips(t *testing.T) {
 	t.Parallel()
 	for _, isolation := range []pgx.TxIsoLevel{pgx.ReadCommitted, pgx.Serializable} {
 		t.Run(string(isolation), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			proxy := newRoundTripCounter(t, dbtest.NewDatabaseURL(t))
-			pool, err := db.NewPool(ctx, proxy.url, 1)
+			proxy, proxiedURL := newProxy(t, dbtest.NewDatabaseURL(t))
+			pool, err := db.NewPool(ctx, proxiedURL, 1)
 			require.NoError(t, err)
 			t.Cleanup(pool.Close)
 
 			// marks records the count at every phase boundary.
 			var marks []int64
 			mark := func(context.Context, string) error {
-				marks = append(marks, proxy.count.Load())
+				marks = append(marks, proxy.Counts().RoundTrips)
 				return nil
 			}
 			var retries atomic.Int64
@@ -76,14 +69,14 @@ func TestRoundTrips(t *testing.T) {
 			// later phase's start to its commit.
 			run := func(key string, do func(known *idempotency.KnownKey) (*idempotency.Response, error)) (int64, []int64) {
 				marks = nil
-				start := proxy.count.Load()
+				start := proxy.Counts().RoundTrips
 				_, known, err := creator.Authenticate(ctx, email, key)
 				require.NoError(t, err)
-				afterRead := proxy.count.Load()
+				afterRead := proxy.Counts().RoundTrips
 				response, err := do(known)
 				require.NoError(t, err)
 				require.Less(t, response.Status, 300)
-				total := proxy.count.Load() - start
+				total := proxy.Counts().RoundTrips - start
 				if len(marks) == 0 {
 					return total, nil
 				}
@@ -145,88 +138,15 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
-// roundTripCounter is a TCP proxy to PostgreSQL that counts the messages
-// after which the client waits for the server: Sync and Query.
-type roundTripCounter struct {
-	count    atomic.Int64
-	listener net.Listener
-	target   string
-	url      string
-
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-// newRoundTripCounter proxies the database at databaseURL; its url is the
-// same database through the proxy.
-func newRoundTripCounter(t *testing.T, databaseURL string) *roundTripCounter {
+// newProxy proxies the database at databaseURL and returns the proxy and
+// the same database's URL through it.
+func newProxy(t *testing.T, databaseURL string) (*roundtrips.Proxy, string) {
 	t.Helper()
 	parsed, err := url.Parse(databaseURL)
 	require.NoError(t, err)
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	proxy, err := roundtrips.NewProxy(parsed.Host)
 	require.NoError(t, err)
-	c := &roundTripCounter{listener: listener, target: parsed.Host}
-	parsed.Host = listener.Addr().String()
-	c.url = parsed.String()
-	go c.serve()
-	t.Cleanup(func() {
-		_ = listener.Close()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, conn := range c.conns {
-			_ = conn.Close()
-		}
-	})
-	return c
-}
-
-func (c *roundTripCounter) serve() {
-	for {
-		client, err := c.listener.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", c.target)
-		if err != nil {
-			_ = client.Close()
-			continue
-		}
-		c.mu.Lock()
-		c.conns = append(c.conns, client, server)
-		c.mu.Unlock()
-		go func() { _, _ = io.Copy(client, server) }()
-		go c.forward(bufio.NewReader(client), server)
-	}
-}
-
-// forward copies the client's messages to the server, counting them: the
-// startup message (no type byte, sslmode=disable), then typed messages.
-func (c *roundTripCounter) forward(client *bufio.Reader, server net.Conn) {
-	defer server.Close()
-	typed := false
-	for {
-		var header []byte
-		if typed {
-			kind, err := client.ReadByte()
-			if err != nil {
-				return
-			}
-			header = append(header, kind)
-			if kind == 'S' || kind == 'Q' {
-				c.count.Add(1)
-			}
-		}
-		length := make([]byte, 4)
-		if _, err := io.ReadFull(client, length); err != nil {
-			return
-		}
-		body := make([]byte, binary.BigEndian.Uint32(length)-4)
-		if _, err := io.ReadFull(client, body); err != nil {
-			return
-		}
-		if _, err := server.Write(append(append(header, length...), body...)); err != nil {
-			return
-		}
-		typed = true
-	}
+	t.Cleanup(proxy.Close)
+	parsed.Host = proxy.Addr()
+	return proxy, parsed.String()
 }

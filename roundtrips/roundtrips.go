@@ -1,4 +1,8 @@
-package main
+// Package roundtrips is a TCP proxy in front of PostgreSQL that counts the
+// round trips and the transactions of whoever connects through it, from the
+// bytes on the wire: the API's tests and the bench measure with it, so the
+// counts owe nothing to the code they judge.
+package roundtrips
 
 import (
 	"encoding/binary"
@@ -8,24 +12,22 @@ import (
 	"sync/atomic"
 )
 
-// pgProxy is a TCP proxy on loopback in front of PostgreSQL that counts, on
+// Proxy is a TCP proxy on loopback in front of PostgreSQL that counts, on
 // every connection it carries, the round trips and the transactions. It
-// measures whoever connects through it the same way (the API's process, the
-// limit's pool, the peer's process), from the bytes on the wire, so the
-// counts owe nothing to the code they judge.
+// measures whoever connects through it the same way (a test's pool, the
+// bench's API process, its limit, its peer), from the bytes on the wire.
 //
 // A round trip is counted each time a client starts sending after the
 // server has answered it (a pipelined batch is one), less those whose answer
 // ran no statement: a connection's start-up, and pgx preparing a statement
 // it has not used on that connection before (a Parse, a Describe and a
 // Sync), which each connection does once per statement and a longer run
-// spreads thinner. A transaction is
-// counted at each ReadyForQuery ('Z') that says the connection is idle
+// spreads thinner. A transaction is counted at each ReadyForQuery ('Z') that says the connection is idle
 // again after a transaction block, or after a statement ran outside one (an
 // implicit transaction): what PostgreSQL counts in pg_stat_database's
 // xact_commit and xact_rollback, less the transactions that ran no
 // statement (a Parse and its Sync).
-type pgProxy struct {
+type Proxy struct {
 	listener net.Listener
 	target   string
 
@@ -36,40 +38,40 @@ type pgProxy struct {
 	conns map[net.Conn]struct{}
 }
 
-// newPGProxy listens on a free loopback port and forwards to target
+// NewProxy listens on a free loopback port and forwards to target
 // (host:port) until close.
-func newPGProxy(target string) (*pgProxy, error) {
+func NewProxy(target string) (*Proxy, error) {
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listening for the database proxy: %w", err)
 	}
-	p := &pgProxy{listener: listener, target: target, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{listener: listener, target: target, conns: make(map[net.Conn]struct{})}
 	go p.serve()
 	return p, nil
 }
 
-// addr is the proxy's address, host:port.
-func (p *pgProxy) addr() string { return p.listener.Addr().String() }
+// Addr is the proxy's address, host:port.
+func (p *Proxy) Addr() string { return p.listener.Addr().String() }
 
-// proxyCounts are a proxy's counts since its last reset.
-type proxyCounts struct {
+// Counts are a proxy's counts since its last reset.
+type Counts struct {
 	RoundTrips   int64
 	Transactions int64
 }
 
-// reset starts new counts; the connections open stay open.
-func (p *pgProxy) reset() {
+// Reset starts new counts; the connections open stay open.
+func (p *Proxy) Reset() {
 	p.roundTrips.Store(0)
 	p.transactions.Store(0)
 }
 
-// counts returns the counts since the last reset.
-func (p *pgProxy) counts() proxyCounts {
-	return proxyCounts{RoundTrips: p.roundTrips.Load(), Transactions: p.transactions.Load()}
+// Counts returns the counts since the last reset.
+func (p *Proxy) Counts() Counts {
+	return Counts{RoundTrips: p.roundTrips.Load(), Transactions: p.transactions.Load()}
 }
 
-// close stops listening and closes every connection.
-func (p *pgProxy) close() {
+// Close stops listening and closes every connection.
+func (p *Proxy) Close() {
 	_ = p.listener.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -79,7 +81,7 @@ func (p *pgProxy) close() {
 	clear(p.conns)
 }
 
-func (p *pgProxy) serve() {
+func (p *Proxy) serve() {
 	for {
 		client, err := p.listener.Accept()
 		if err != nil {
@@ -89,7 +91,7 @@ func (p *pgProxy) serve() {
 	}
 }
 
-func (p *pgProxy) track(conns ...net.Conn) {
+func (p *Proxy) track(conns ...net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, conn := range conns {
@@ -97,7 +99,7 @@ func (p *pgProxy) track(conns ...net.Conn) {
 	}
 }
 
-func (p *pgProxy) untrack(conns ...net.Conn) {
+func (p *Proxy) untrack(conns ...net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, conn := range conns {
@@ -106,7 +108,7 @@ func (p *pgProxy) untrack(conns ...net.Conn) {
 	}
 }
 
-func (p *pgProxy) forward(client net.Conn) {
+func (p *Proxy) forward(client net.Conn) {
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
 		_ = client.Close()
@@ -141,7 +143,7 @@ func (p *pgProxy) forward(client net.Conn) {
 }
 
 // pipe copies src to dst, showing each chunk to see before it is written.
-func (p *pgProxy) pipe(src, dst net.Conn, see func([]byte)) {
+func (p *Proxy) pipe(src, dst net.Conn, see func([]byte)) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)

@@ -1,8 +1,9 @@
-package main
+package roundtrips
 
 import (
 	"context"
 	"encoding/binary"
+	"net/url"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -12,28 +13,18 @@ import (
 )
 
 // proxiedConn connects to a fresh database through a new proxy.
-func proxiedConn(t *testing.T) (*pgx.Conn, *pgProxy) {
+func proxiedConn(t *testing.T) (*pgx.Conn, *Proxy) {
 	t.Helper()
-	databaseURL, proxy := proxiedDatabase(t)
-	conn, err := pgx.Connect(t.Context(), databaseURL)
+	parsed, err := url.Parse(dbtest.NewDatabaseURL(t))
+	require.NoError(t, err)
+	proxy, err := NewProxy(parsed.Host)
+	require.NoError(t, err)
+	t.Cleanup(proxy.Close)
+	parsed.Host = proxy.Addr()
+	conn, err := pgx.Connect(t.Context(), parsed.String())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn, proxy
-}
-
-// proxiedDatabase creates a fresh database and returns its URL through a
-// new proxy.
-func proxiedDatabase(t *testing.T) (string, *pgProxy) {
-	t.Helper()
-	databaseURL := dbtest.NewDatabaseURL(t)
-	target, err := databaseHostPort(databaseURL)
-	require.NoError(t, err)
-	proxy, err := newPGProxy(target)
-	require.NoError(t, err)
-	t.Cleanup(proxy.close)
-	proxied, err := proxiedURL(databaseURL, proxy.addr())
-	require.NoError(t, err)
-	return proxied, proxy
 }
 
 func TestProxyCountsRoundTripsAndTransactions(t *testing.T) {
@@ -47,12 +38,12 @@ func TestProxyCountsRoundTripsAndTransactions(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		do     func() error
-		counts proxyCounts
+		counts Counts
 	}{
 		{"one statement, an implicit transaction", func() error {
 			_, err := conn.Exec(ctx, insert, 1)
 			return err
-		}, proxyCounts{RoundTrips: 1, Transactions: 1}},
+		}, Counts{RoundTrips: 1, Transactions: 1}},
 		{"a transaction block, statement by statement", func() error {
 			tx, err := conn.Begin(ctx)
 			if err != nil {
@@ -62,7 +53,7 @@ func TestProxyCountsRoundTripsAndTransactions(t *testing.T) {
 				return err
 			}
 			return tx.Commit(ctx)
-		}, proxyCounts{RoundTrips: 3, Transactions: 1}},
+		}, Counts{RoundTrips: 3, Transactions: 1}},
 		{"a transaction block in one batch", func() error {
 			batch := &pgx.Batch{}
 			batch.Queue("BEGIN")
@@ -70,12 +61,12 @@ func TestProxyCountsRoundTripsAndTransactions(t *testing.T) {
 			batch.Queue(insert, 4)
 			batch.Queue("COMMIT")
 			return conn.SendBatch(ctx, batch).Close()
-		}, proxyCounts{RoundTrips: 1, Transactions: 1}},
+		}, Counts{RoundTrips: 1, Transactions: 1}},
 		{"a failed statement, a transaction rolled back", func() error {
 			_, err := conn.Exec(ctx, "SELECT 1/0")
 			require.Error(t, err)
 			return nil
-		}, proxyCounts{RoundTrips: 1, Transactions: 1}},
+		}, Counts{RoundTrips: 1, Transactions: 1}},
 		{"two statements", func() error {
 			for range 2 {
 				if _, err := conn.Exec(ctx, insert, 5); err != nil {
@@ -83,28 +74,28 @@ func TestProxyCountsRoundTripsAndTransactions(t *testing.T) {
 				}
 			}
 			return nil
-		}, proxyCounts{RoundTrips: 2, Transactions: 2}},
+		}, Counts{RoundTrips: 2, Transactions: 2}},
 	} {
 		// The first run prepares the statements, as a warm-up does.
 		require.NoError(t, tc.do(), tc.name)
-		proxy.reset()
+		proxy.Reset()
 		require.NoError(t, tc.do(), tc.name)
-		require.Equal(t, tc.counts, proxy.counts(), tc.name)
+		require.Equal(t, tc.counts, proxy.Counts(), tc.name)
 	}
 
 	// A statement new to the connection is prepared first, in a round trip
 	// of its own that runs nothing: not counted.
-	proxy.reset()
+	proxy.Reset()
 	_, err = conn.Exec(ctx, "INSERT INTO t VALUES ($1 + 1)", 6)
 	require.NoError(t, err)
-	require.Equal(t, proxyCounts{RoundTrips: 1, Transactions: 1}, proxy.counts())
+	require.Equal(t, Counts{RoundTrips: 1, Transactions: 1}, proxy.Counts())
 
 	// Nor is a new connection's start-up.
-	proxy.reset()
+	proxy.Reset()
 	other, err := pgx.Connect(ctx, conn.Config().ConnString())
 	require.NoError(t, err)
 	defer other.Close(ctx)
-	require.Equal(t, proxyCounts{}, proxy.counts())
+	require.Equal(t, Counts{}, proxy.Counts())
 }
 
 func TestPGMessagesFollowMessagesAcrossChunks(t *testing.T) {
