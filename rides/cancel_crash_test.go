@@ -48,26 +48,12 @@ var cancelCrashPoints = []cancelCrashPoint{
 	{
 		name:        "AfterKeyPhase",
 		existingKey: true,
-		hooks: func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
-			return &idempotency.Hooks{AfterCommit: func(_ context.Context, recoveryPoint string) error {
-				if recoveryPoint == idempotency.RecoveryPointStarted {
-					crash()
-				}
-				return nil
-			}}
-		},
-		wantPoint: idempotency.RecoveryPointStarted,
+		hooks:       crashAfterCommit(idempotency.RecoveryPointStarted),
+		wantPoint:   idempotency.RecoveryPointStarted,
 	},
 	{
-		name: "AfterClaimPhase",
-		hooks: func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
-			return &idempotency.Hooks{AfterCommit: func(_ context.Context, recoveryPoint string) error {
-				if recoveryPoint == rides.RecoveryPointRideClaimed {
-					crash()
-				}
-				return nil
-			}}
-		},
+		name:       "AfterClaimPhase",
+		hooks:      crashAfterCommit(rides.RecoveryPointRideClaimed),
 		wantPoint:  rides.RecoveryPointRideClaimed,
 		wantClaims: 1,
 	},
@@ -87,15 +73,8 @@ var cancelCrashPoints = []cancelCrashPoint{
 		wantRefunds: 1,
 	},
 	{
-		name: "BeforeFinishCommits",
-		hooks: func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
-			return &idempotency.Hooks{BeforeCommit: func(_ context.Context, recoveryPoint string) error {
-				if recoveryPoint == idempotency.RecoveryPointFinished {
-					crash()
-				}
-				return nil
-			}}
-		},
+		name:        "BeforeFinishCommits",
+		hooks:       crashBeforeCommit(idempotency.RecoveryPointFinished),
 		wantPoint:   rides.RecoveryPointRideClaimed,
 		wantClaims:  1,
 		wantRefunds: 1,

@@ -55,30 +55,42 @@ type crashPoint struct {
 	wantCharges int
 }
 
+// crashAfterCommit returns hooks that crash once the phase that leaves the
+// key at point has committed.
+func crashAfterCommit(point string) func(*stripefake.Server, func()) *idempotency.Hooks {
+	return func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
+		return &idempotency.Hooks{AfterCommit: crashAt(point, crash)}
+	}
+}
+
+// crashBeforeCommit returns hooks that crash inside the transaction of the
+// phase that takes the key to point, before it commits.
+func crashBeforeCommit(point string) func(*stripefake.Server, func()) *idempotency.Hooks {
+	return func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
+		return &idempotency.Hooks{BeforeCommit: crashAt(point, crash)}
+	}
+}
+
+// crashAt is a hook that calls crash at recovery point point.
+func crashAt(point string, crash func()) func(context.Context, string) error {
+	return func(_ context.Context, recoveryPoint string) error {
+		if recoveryPoint == point {
+			crash()
+		}
+		return nil
+	}
+}
+
 var crashPoints = []crashPoint{
 	{
 		name:        "AfterKeyPhase",
 		existingKey: true,
-		hooks: func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
-			return &idempotency.Hooks{AfterCommit: func(_ context.Context, recoveryPoint string) error {
-				if recoveryPoint == idempotency.RecoveryPointStarted {
-					crash()
-				}
-				return nil
-			}}
-		},
-		wantPoint: idempotency.RecoveryPointStarted,
+		hooks:       crashAfterCommit(idempotency.RecoveryPointStarted),
+		wantPoint:   idempotency.RecoveryPointStarted,
 	},
 	{
-		name: "AfterRidePhase",
-		hooks: func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
-			return &idempotency.Hooks{AfterCommit: func(_ context.Context, recoveryPoint string) error {
-				if recoveryPoint == rides.RecoveryPointRideCreated {
-					crash()
-				}
-				return nil
-			}}
-		},
+		name:      "AfterRidePhase",
+		hooks:     crashAfterCommit(rides.RecoveryPointRideCreated),
 		wantPoint: rides.RecoveryPointRideCreated,
 		wantRides: 1,
 	},
@@ -98,15 +110,8 @@ var crashPoints = []crashPoint{
 		wantCharges: 1,
 	},
 	{
-		name: "BeforeFinishCommits",
-		hooks: func(_ *stripefake.Server, crash func()) *idempotency.Hooks {
-			return &idempotency.Hooks{BeforeCommit: func(_ context.Context, recoveryPoint string) error {
-				if recoveryPoint == idempotency.RecoveryPointFinished {
-					crash()
-				}
-				return nil
-			}}
-		},
+		name:        "BeforeFinishCommits",
+		hooks:       crashBeforeCommit(idempotency.RecoveryPointFinished),
 		wantPoint:   rides.RecoveryPointRideCreated,
 		wantRides:   1,
 		wantCharges: 1,
