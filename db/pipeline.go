@@ -22,7 +22,13 @@ var ErrNotQueueable = errors.New("a pipelined transaction queues statements of a
 const pipelineSavepoint = "pipeline"
 
 // Pipeline is a transaction whose statements are queued and sent together,
-// in one round trip, with its BEGIN and its COMMIT: WithPipeline runs one.
+// in one round trip: WithPipeline runs one. A transaction at read committed
+// (the sessions' default, see NewPool) that is sent in one go needs no
+// BEGIN and no COMMIT: the statements of one batch, up to its Sync, are one
+// implicit transaction to PostgreSQL, which commits it at the Sync or rolls
+// it back at the first statement that fails. Any other transaction (one
+// that Flushes, one at another level, a savepoint) is sent with its BEGIN
+// and its COMMIT.
 // It is a DBTX, so sqlc's generated methods run on it, but they QUEUE their
 // statement instead of running it:
 //
@@ -49,10 +55,11 @@ type Pipeline struct {
 	rollback string
 	release  func()
 
-	batch *pgx.Batch
-	reads []func(pgx.BatchResults) error
-	sent  bool // something was sent: the transaction began on the server
-	ended bool // its COMMIT was sent and answered, or its answer was lost
+	batch    *pgx.Batch
+	reads    []func(pgx.BatchResults) error
+	implicit bool // sent in one go, it may run as an implicit transaction
+	sent     bool // something was sent: the transaction began on the server
+	ended    bool // its COMMIT was sent and answered, or its answer was lost
 }
 
 // pipelineConn is what a Pipeline sends on: a connection of the pool, or
@@ -122,11 +129,15 @@ func newPipeline(ctx context.Context, exec Executor, isolation pgx.TxIsoLevel) (
 	if isolation != "" {
 		tx.begin += " ISOLATION LEVEL " + strings.ToUpper(string(isolation))
 	}
+	// The sessions of the pools of NewPool run at read committed by
+	// default; an implicit transaction runs at the session's default.
+	tx.implicit = isolation == "" || isolation == pgx.ReadCommitted
 	switch exec := exec.(type) {
 	case Savepoint:
 		// A savepoint cannot change the isolation level: the outer
 		// transaction's applies.
 		tx.conn = exec.Tx
+		tx.implicit = false
 		tx.begin = "SAVEPOINT " + pipelineSavepoint
 		tx.commit = "RELEASE SAVEPOINT " + pipelineSavepoint
 		tx.rollback = "ROLLBACK TO SAVEPOINT " + pipelineSavepoint
@@ -181,7 +192,7 @@ func (p *Pipeline) QueryRow(_ context.Context, sql string, args ...any) pgx.Row 
 // transaction stays open. A queued QueryRow that found no row makes it
 // return pgx.ErrNoRows, and the transaction can go on.
 func (p *Pipeline) Flush(ctx context.Context) error {
-	if err := p.send(ctx); err != nil {
+	if err := p.send(ctx, true); err != nil {
 		return fmt.Errorf("flushing pipelined transaction: %w", err)
 	}
 	return nil
@@ -195,12 +206,12 @@ func (p *Pipeline) queueExec(sql string, args ...any) {
 	})
 }
 
-// send sends the queue, BEGIN first if the transaction has not begun, and
-// reads every result in order, stopping at the first error.
-func (p *Pipeline) send(ctx context.Context) error {
+// send sends the queue, BEGIN first if begin is set and the transaction has
+// not begun, and reads every result in order, stopping at the first error.
+func (p *Pipeline) send(ctx context.Context, begin bool) error {
 	batch, reads := p.batch, p.reads
 	p.batch, p.reads = &pgx.Batch{}, nil
-	if !p.sent {
+	if begin && !p.sent {
 		begin := &pgx.Batch{}
 		begin.Queue(p.begin)
 		begin.QueuedQueries = append(begin.QueuedQueries, batch.QueuedQueries...)
@@ -227,10 +238,14 @@ func (p *Pipeline) send(ctx context.Context) error {
 	return err
 }
 
-// commitBatch sends what is queued with COMMIT.
+// commitBatch sends what is queued with COMMIT, or, for a transaction
+// sent in one go that may be implicit, as an implicit transaction.
 func (p *Pipeline) commitBatch(ctx context.Context) error {
-	p.queueExec(p.commit)
-	err := p.send(ctx)
+	implicit := p.implicit && !p.sent
+	if !implicit {
+		p.queueExec(p.commit)
+	}
+	err := p.send(ctx, !implicit)
 	if err == nil {
 		p.ended = true
 		return nil
@@ -238,7 +253,9 @@ func (p *Pipeline) commitBatch(ctx context.Context) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// The server answered: the statement failed, and the ones after
-		// it, COMMIT included, were skipped.
+		// it, COMMIT included, were skipped; an implicit transaction
+		// has ended, rolled back.
+		p.ended = p.ended || implicit
 		return fmt.Errorf("committing pipelined transaction: %w", err)
 	}
 	// The server decides alone: it commits what reached COMMIT, and rolls

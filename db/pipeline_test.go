@@ -70,6 +70,37 @@ func TestWithPipeline(t *testing.T) {
 		require.Equal(t, "serializable", level)
 	})
 
+	// On a pool at read committed, a transaction sent in one go is one
+	// implicit transaction: its statements share one transaction, and a
+	// failing statement rolls back the ones before it, even though no
+	// BEGIN or COMMIT was sent.
+	t.Run("PoolImplicit", func(t *testing.T) {
+		t.Parallel()
+		pool := dbtest.NewDatabase(t)
+		_, err := pool.Exec(ctx, "CREATE TABLE pipelined (id int PRIMARY KEY)")
+		require.NoError(t, err)
+		var first, second int64
+		err = db.WithPipeline(ctx, pool, db.TxOptions{Isolation: pgx.ReadCommitted}, func(ctx context.Context, tx *db.Pipeline) error {
+			_, _ = tx.Exec(ctx, "INSERT INTO pipelined VALUES (1)")
+			_ = tx.QueryRow(ctx, "SELECT txid_current()").Scan(&first)
+			_ = tx.QueryRow(ctx, "SELECT txid_current()").Scan(&second)
+			return nil
+		})
+		require.NoError(t, err)
+		require.NotZero(t, first)
+		require.Equal(t, first, second, "one transaction")
+
+		err = db.WithPipeline(ctx, pool, db.TxOptions{}, func(ctx context.Context, tx *db.Pipeline) error {
+			_, _ = tx.Exec(ctx, "INSERT INTO pipelined VALUES (2)")
+			_, _ = tx.Exec(ctx, "INSERT INTO pipelined VALUES (1)")
+			return nil
+		})
+		require.True(t, db.IsUniqueViolation(err, ""), "got %v", err)
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM pipelined").Scan(&n))
+		require.Equal(t, 1, n, "the failed transaction's first insert rolled back")
+	})
+
 	t.Run("QueryRefused", func(t *testing.T) {
 		t.Parallel()
 		err := db.WithPipeline(ctx, dbtest.Pool(t), db.TxOptions{}, func(ctx context.Context, tx *db.Pipeline) error {
