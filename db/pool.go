@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -122,6 +123,10 @@ func newPool(ctx context.Context, databaseURL string, config *PoolConfig, server
 	if serverTimeouts {
 		setDefault(connConfig.RuntimeParams, "statement_timeout", milliseconds(config.StatementTimeout))
 		setDefault(connConfig.RuntimeParams, "idle_in_transaction_session_timeout", milliseconds(2*config.TxTimeout))
+	}
+	poolConfig.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		registerUUID(conn.TypeMap())
+		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
 	if err != nil {
