@@ -275,31 +275,22 @@ func (q *Queries) RideCancellationListWithRideChargeByRideIDs(ctx context.Contex
 	return items, nil
 }
 
-const rideCancellationSetRefund = `-- name: RideCancellationSetRefund :one
+const rideCancellationSetRefund = `-- name: RideCancellationSetRefund :exec
 UPDATE ride_cancellations
-SET stripe_refund_id = $1, cancelled_at = now()
-WHERE id = $2
-RETURNING id, created_at, ride_id, idempotency_key_id, reason, stripe_refund_id, cancelled_at, user_id
+SET stripe_refund_id = $1, cancelled_at = $2
+WHERE id = $3
 `
 
 type RideCancellationSetRefundParams struct {
-	StripeRefundID *string `json:"stripe_refund_id"`
-	ID             int64   `json:"id"`
+	StripeRefundID *string    `json:"stripe_refund_id"`
+	CancelledAt    *time.Time `json:"cancelled_at"`
+	ID             int64      `json:"id"`
 }
 
-// RideCancellationSetRefund records the refund: the ride is cancelled.
-func (q *Queries) RideCancellationSetRefund(ctx context.Context, db DBTX, arg *RideCancellationSetRefundParams) (*RideCancellation, error) {
-	row := db.QueryRow(ctx, rideCancellationSetRefund, arg.StripeRefundID, arg.ID)
-	var i RideCancellation
-	err := row.Scan(
-		&i.ID,
-		&i.CreatedAt,
-		&i.RideID,
-		&i.IdempotencyKeyID,
-		&i.Reason,
-		&i.StripeRefundID,
-		&i.CancelledAt,
-		&i.UserID,
-	)
-	return &i, err
+// RideCancellationSetRefund records the refund: the ride is cancelled at
+// cancelled_at. The caller sets the time (to the microsecond, as stored) so
+// that its response can show it without reading it back.
+func (q *Queries) RideCancellationSetRefund(ctx context.Context, db DBTX, arg *RideCancellationSetRefundParams) error {
+	_, err := db.Exec(ctx, rideCancellationSetRefund, arg.StripeRefundID, arg.CancelledAt, arg.ID)
+	return err
 }

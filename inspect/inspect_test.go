@@ -107,7 +107,7 @@ func (f *fixture) chargedRide(ctx context.Context, t *testing.T) *chargedRide {
 		IdempotencyKeyID: &cancelKey.ID, Reason: testfactory.Ptr("changed my mind"), RideID: ride.ID, UserID: user.ID,
 	})
 	require.NoError(t, err)
-	_, err = queries.RideCancellationSetRefund(ctx, f.tx, &db.RideCancellationSetRefundParams{ID: cancellation.ID, StripeRefundID: &refund.ID})
+	err = queries.RideCancellationSetRefund(ctx, f.tx, &db.RideCancellationSetRefundParams{ID: cancellation.ID, StripeRefundID: &refund.ID, CancelledAt: new(time.Now())})
 	require.NoError(t, err)
 	require.NoError(t, queries.AuditRecordInsert(ctx, f.tx, &db.AuditRecordInsertParams{
 		Action: "ride.cancelled", Data: json.RawMessage(`{"reason": "changed my mind"}`), OriginIP: netip.MustParseAddr("127.0.0.1"),

@@ -33,12 +33,13 @@ SELECT * FROM ride_cancellations WHERE idempotency_key_id = @idempotency_key_id;
 -- name: RideCancellationGetByRideID :one
 SELECT * FROM ride_cancellations WHERE ride_id = @ride_id;
 
--- RideCancellationSetRefund records the refund: the ride is cancelled.
--- name: RideCancellationSetRefund :one
+-- RideCancellationSetRefund records the refund: the ride is cancelled at
+-- cancelled_at. The caller sets the time (to the microsecond, as stored) so
+-- that its response can show it without reading it back.
+-- name: RideCancellationSetRefund :exec
 UPDATE ride_cancellations
-SET stripe_refund_id = @stripe_refund_id, cancelled_at = now()
-WHERE id = @id
-RETURNING *;
+SET stripe_refund_id = @stripe_refund_id, cancelled_at = @cancelled_at
+WHERE id = @id;
 
 -- RideCancellationDelete releases a claim whose refund Stripe refused for
 -- good: the ride stays charged, and a later request may try again.

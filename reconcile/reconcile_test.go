@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -157,7 +158,7 @@ func TestReconciler(t *testing.T) {
 		})
 		require.NoError(t, err)
 		if refundID != "" {
-			_, err = db.New().RideCancellationSetRefund(ctx, bundle.tx, &db.RideCancellationSetRefundParams{ID: claimed.ID, StripeRefundID: &refundID})
+			err = db.New().RideCancellationSetRefund(ctx, bundle.tx, &db.RideCancellationSetRefundParams{ID: claimed.ID, StripeRefundID: &refundID, CancelledAt: new(time.Now())})
 			require.NoError(t, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stripe/stripe-go/v76"
@@ -306,15 +307,14 @@ func (w *cancellation) refundCall(key *db.IdempotencyKey, ride *db.Ride) *idempo
 func (w *cancellation) finishCancellation(ctx context.Context, tx *db.Pipeline, key *db.IdempotencyKey, claim *db.RideCancellation,
 	ride *db.Ride, refund *stripe.Refund) (idempotency.Result, error) {
 	queries := w.creator.queries
-	// Flushed: the response shows the database's cancelled_at (two round
-	// trips).
-	cancelled, err := queries.RideCancellationSetRefund(ctx, tx, &db.RideCancellationSetRefundParams{
+	// The time is set here, as PostgreSQL stores it (to the microsecond), so
+	// that the response shows it without reading it back: one round trip.
+	cancelledAt := time.Now().UTC().Truncate(time.Microsecond)
+	err := queries.RideCancellationSetRefund(ctx, tx, &db.RideCancellationSetRefundParams{
+		CancelledAt:    &cancelledAt,
 		ID:             claim.ID,
 		StripeRefundID: &refund.ID,
 	})
-	if err == nil {
-		err = tx.Flush(ctx)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("recording refund on cancellation %d: %w", claim.ID, err)
 	}
@@ -345,9 +345,9 @@ func (w *cancellation) finishCancellation(ctx context.Context, tx *db.Pipeline, 
 	}
 	return idempotency.Finish(http.StatusOK, &CancelledBody{Message: MessageCancelled, Ride: &RideStateBody{
 		RideBody:       NewRideBody(ride),
-		CancelledAt:    cancelled.CancelledAt,
+		CancelledAt:    &cancelledAt,
 		Status:         StatusCancelled,
-		StripeRefundID: cancelled.StripeRefundID,
+		StripeRefundID: &refund.ID,
 	}}), nil
 }
 
