@@ -255,7 +255,7 @@ func (p *Pipeline) commitBatch(ctx context.Context) error {
 		// The server answered: the statement failed, and the ones after
 		// it, COMMIT included, were skipped; an implicit transaction
 		// has ended, rolled back.
-		p.ended = p.ended || implicit
+		p.ended = implicit
 		return fmt.Errorf("committing pipelined transaction: %w", err)
 	}
 	// The server decides alone: it commits what reached COMMIT, and rolls

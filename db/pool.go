@@ -81,12 +81,6 @@ func (c *PoolConfig) validate() error {
 	return nil
 }
 
-// The sessions of every pool opened here default to read committed
-// (default_transaction_isolation), whatever the server's or the URL's
-// setting: River expects it, and a pipelined transaction sent in one go
-// runs as an implicit transaction at the session's level (Pipeline). A
-// transaction that needs another level asks for it (TxOptions.Isolation).
-
 // NewPool connects to the database at databaseURL with at most maxConns
 // connections (0: pgx's default) and checks that it answers. Only the
 // connect timeout is bounded: the tools that use it (migrate, the tests)
@@ -116,6 +110,11 @@ func newPool(ctx context.Context, databaseURL string, config *PoolConfig, server
 		poolConfig.MaxConns = config.MaxConns
 	}
 	connConfig := poolConfig.ConnConfig
+	// Every session defaults to read committed, whatever the server's or
+	// the URL's setting: River expects it, and a pipelined transaction sent
+	// in one go runs as an implicit transaction at the session's level
+	// (Pipeline). A transaction that needs another level asks for it
+	// (TxOptions.Isolation).
 	connConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 	if connConfig.ConnectTimeout == 0 {
 		connConfig.ConnectTimeout = config.ConnectTimeout
