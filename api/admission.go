@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/rocketrides/rocketrides/metrics"
 )
 
 // Defaults of the admission bounds, measured on this project's 2-core
@@ -37,23 +39,33 @@ const (
 // requests in flight, so they are the last to be shed.
 type admission struct {
 	inFlight chan struct{}
-	lastShed atomic.Int64 // when a request was last turned away (Unix ns), 0 since the last release of memory
+	lastSeen atomic.Int64     // when a request last came (Unix ns), admitted or not; 0 since the last release of memory
+	metrics  *metrics.Metrics // nil records nothing
 	wait     time.Duration
 	working  chan struct{}
 }
 
-func newAdmission(maxInFlight, maxWorking int, wait time.Duration) *admission {
-	return &admission{inFlight: make(chan struct{}, maxInFlight), wait: wait, working: make(chan struct{}, maxWorking)}
+func newAdmission(maxInFlight, maxWorking int, wait time.Duration, m *metrics.Metrics) *admission {
+	return &admission{inFlight: make(chan struct{}, maxInFlight), metrics: m, wait: wait, working: make(chan struct{}, maxWorking)}
+}
+
+// shed records a request turned away at the working bound, or at the bound
+// on requests in flight.
+func (a *admission) shed(working bool) {
+	if a.metrics != nil {
+		a.metrics.ObserveShed(working)
+	}
 }
 
 // admit is the middleware of the routes that do work: a request that finds
 // MaxInFlight requests in the server is turned away at once.
 func (a *admission) admit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		a.lastSeen.Store(time.Now().UnixNano())
 		select {
 		case a.inFlight <- struct{}{}:
 		default:
-			a.lastShed.Store(time.Now().UnixNano())
+			a.shed(false)
 			return errOverloaded
 		}
 		defer func() { <-a.inFlight }()
@@ -75,25 +87,25 @@ func (a *admission) work(ctx context.Context) (release func(), err error) {
 	case a.working <- struct{}{}:
 		return func() { <-a.working }, nil
 	case <-timer.C:
-		a.lastShed.Store(time.Now().UnixNano())
+		a.shed(true)
 		return nil, errOverloaded
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// memoryCheckInterval is how often the server looks whether an overload has
-// passed.
+// memoryCheckInterval is how often the server looks whether a busy period
+// has passed.
 const memoryCheckInterval = 10 * time.Second
 
-// releaseMemoryAfterOverload returns to the operating system, once an
-// overload has passed, the memory its connections and goroutines took, until
-// ctx is done. An overload has passed when no request is in flight and none
-// was shed for quiet (the server's idle timeout): by then the connections its
-// clients left open idle are closed, and what they held is garbage. Go's
-// runtime would keep that memory until its next collection, which an idle
-// server may not run for minutes.
-func (a *admission) releaseMemoryAfterOverload(ctx context.Context, quiet time.Duration) {
+// releaseMemoryWhenIdle returns to the operating system, once a busy period
+// has passed, the memory its connections and goroutines took, until ctx is
+// done. A busy period (an overload or any other traffic) has passed when no
+// request is in flight and none came for quiet (the server's idle timeout):
+// by then the connections its clients left open idle are closed, and what
+// they held is garbage. Go's runtime would keep that memory until its next
+// collection, which an idle server may not run for minutes.
+func (a *admission) releaseMemoryWhenIdle(ctx context.Context, quiet time.Duration) {
 	ticker := time.NewTicker(memoryCheckInterval)
 	defer ticker.Stop()
 	for {
@@ -102,11 +114,11 @@ func (a *admission) releaseMemoryAfterOverload(ctx context.Context, quiet time.D
 			return
 		case <-ticker.C:
 		}
-		last := a.lastShed.Load()
+		last := a.lastSeen.Load()
 		if last == 0 || len(a.inFlight) > 0 || time.Since(time.Unix(0, last)) < quiet {
 			continue
 		}
-		if a.lastShed.CompareAndSwap(last, 0) {
+		if a.lastSeen.CompareAndSwap(last, 0) {
 			// Two collections: what the closed connections held sits in
 			// sync.Pools (net/http's bufio readers and writers, Echo's
 			// contexts), which a collection only moves to their victim

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
@@ -37,11 +38,15 @@ var (
 
 // Retry-After values, in seconds.
 const (
-	retryAfterConflict    = 1
-	retryAfterOverloaded  = 1
-	retryAfterInProgress  = 2
-	retryAfterRidePending = 5
-	retryAfterUnavailable = 5
+	retryAfterConflict = 1
+	// A shed request is told to come back after 1 to
+	// retryAfterOverloadedMax seconds, drawn at random, so the clients
+	// shed by one burst do not all return in the same instant as a new
+	// burst.
+	retryAfterOverloadedMax = 3
+	retryAfterInProgress    = 2
+	retryAfterRidePending   = 5
+	retryAfterUnavailable   = 5
 )
 
 // messageInternal is the detail of every 500: the request can be retried,
@@ -87,7 +92,7 @@ func (s *Server) problemFor(ctx context.Context, err error) (*problem.Details, i
 		s.logger.InfoContext(ctx, "api: client hung up", slog.String("error", err.Error()))
 		return problem.New(StatusClientClosedRequest, "client-closed-request", "The client closed the connection."), 0
 	case errors.Is(err, errOverloaded):
-		return errOverloaded, retryAfterOverloaded
+		return errOverloaded, 1 + rand.IntN(retryAfterOverloadedMax)
 	case errors.As(err, &problemErr):
 		return problemErr, 0
 	case errors.As(err, &ambiguous):

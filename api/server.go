@@ -171,7 +171,7 @@ func NewServer(creator *rides.Creator, config *ServerConfig) (*Server, error) {
 	logger := config.Logger
 	s := &Server{config: config, creator: creator, echo: echo.New(), logger: logger}
 	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
-	s.admission = newAdmission(config.MaxInFlight, config.MaxWorking, config.AdmissionWait)
+	s.admission = newAdmission(config.MaxInFlight, config.MaxWorking, config.AdmissionWait, config.Metrics)
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
 	s.echo.IPExtractor = echo.ExtractIPDirect()
@@ -530,7 +530,7 @@ func ServeListener(ctx context.Context, listener net.Listener, server *Server) e
 		slog.Duration("request_deadline", server.config.RequestDeadline), slog.Int("max_in_flight", server.config.MaxInFlight),
 		slog.Int("max_working", server.config.MaxWorking), slog.Duration("idle_timeout", server.config.IdleTimeout))
 
-	go server.admission.releaseMemoryAfterOverload(ctx, server.config.IdleTimeout)
+	go server.admission.releaseMemoryWhenIdle(ctx, server.config.IdleTimeout)
 	errs := make(chan error, 1)
 	go func() { errs <- httpServer.Serve(listener) }()
 	select {

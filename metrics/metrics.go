@@ -29,6 +29,8 @@ type Metrics struct {
 	jobsEnqueued *vm.Counter
 	receiptsSent *vm.Counter
 	replays      *vm.Counter
+	shedInFlight *vm.Counter
+	shedWorking  *vm.Counter
 	txRetries    *vm.Counter
 }
 
@@ -42,6 +44,8 @@ func New() *Metrics {
 		jobsEnqueued:   set.NewCounter("rocketrides_enqueuer_jobs_total"),
 		receiptsSent:   set.NewCounter("rocketrides_receipts_sent_total"),
 		replays:        set.NewCounter("rocketrides_api_replays_total"),
+		shedInFlight:   set.NewCounter(`rocketrides_api_shed_total{bound="in_flight"}`),
+		shedWorking:    set.NewCounter(`rocketrides_api_shed_total{bound="working"}`),
 		txRetries:      set.NewCounter("rocketrides_tx_retries_total"),
 	}
 }
@@ -54,6 +58,18 @@ func (m *Metrics) Handler() http.Handler {
 		m.set.WritePrometheus(w)
 		vm.WriteProcessMetrics(w)
 	})
+}
+
+// ObserveShed records one request turned away by the API's admission in
+// rocketrides_api_shed_total, by the bound it found full: "in_flight" (at
+// once, before any work) or "working" (after it read its key and waited
+// for a place).
+func (m *Metrics) ObserveShed(working bool) {
+	if working {
+		m.shedWorking.Inc()
+		return
+	}
+	m.shedInFlight.Inc()
 }
 
 // ObserveRequest records one API request: rocketrides_api_requests_total

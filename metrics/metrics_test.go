@@ -22,6 +22,9 @@ func TestHandlerServesEveryMetric(t *testing.T) {
 	m.JobsEnqueued(3)
 	m.KeysReaped(4, 1)
 	m.ReceiptSent()
+	m.ObserveShed(false)
+	m.ObserveShed(false)
+	m.ObserveShed(true)
 
 	recorder := httptest.NewRecorder()
 	m.Handler().ServeHTTP(recorder, httptest.NewRequest(http.MethodGet, "/metrics", nil))
@@ -42,6 +45,8 @@ func TestHandlerServesEveryMetric(t *testing.T) {
 		`rocketrides_reaper_keys_total{finished="true"} 4`,
 		`rocketrides_reaper_keys_total{finished="false"} 1`,
 		`rocketrides_receipts_sent_total 1`,
+		`rocketrides_api_shed_total{bound="in_flight"} 2`,
+		`rocketrides_api_shed_total{bound="working"} 1`,
 	} {
 		require.Contains(t, string(body), line+"\n")
 	}
