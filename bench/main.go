@@ -71,6 +71,7 @@ const (
 	overloadClientsDefault     = 1024
 	overloadDurationDefault    = 3 * time.Second
 	overloadSettleDefault      = 60 * time.Second
+	overloadRoundsDefault      = 4
 	overloadBaseClientsDefault = 32
 	poolMaxConnsDefault        = 16
 	replayKeysPerUserDefault   = 25
@@ -99,6 +100,7 @@ type config struct {
 	overloadClients     int
 	overloadDuration    time.Duration
 	overloadSettle      time.Duration
+	overloadRounds      int
 	poolMaxConns        int
 	replayKeysPerUser   int
 	rounds              int
@@ -152,7 +154,8 @@ func parseFlags(args []string) (*config, error) {
 	flags.IntVar(&cfg.overloadBaseClients, "overload-base-clients", overloadBaseClientsDefault, "clients of the overload scenario's reference run")
 	flags.IntVar(&cfg.overloadClients, "overload-clients", overloadClientsDefault, "clients of the overload scenario's overload run")
 	flags.DurationVar(&cfg.overloadDuration, "overload-duration", overloadDurationDefault, "timed run of each of the overload scenario's two loads")
-	flags.DurationVar(&cfg.overloadSettle, "overload-settle", overloadSettleDefault, "wait after the overload before the API's memory is read again")
+	flags.DurationVar(&cfg.overloadSettle, "overload-settle", overloadSettleDefault, "wait after a load of the overload scenario before the API's memory is read")
+	flags.IntVar(&cfg.overloadRounds, "overload-rounds", overloadRoundsDefault, "rounds of the overload scenario: each runs its few clients, then its many")
 	flags.IntVar(&cfg.poolMaxConns, "pool-max-conns", poolMaxConnsDefault, "size of the API's pool (DB_MAX_CONNS), the limit's and the peer's; 16 is the API's default")
 	flags.IntVar(&cfg.replayKeysPerUser, "replay-keys-per-user", replayKeysPerUserDefault, "finished keys per user that the replays scenario asks for again")
 	flags.IntVar(&cfg.rounds, "rounds", roundsDefault, "rounds of a cell: each runs every side after a warm-up")
@@ -164,6 +167,9 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if cfg.rounds < 1 {
 		return nil, fmt.Errorf("invalid -rounds %d", cfg.rounds)
+	}
+	if cfg.overloadRounds < 1 {
+		return nil, fmt.Errorf("invalid -overload-rounds %d", cfg.overloadRounds)
 	}
 	for _, name := range strings.Split(*scenarios, ",") {
 		if !slices.Contains(scenarioNames(), name) {

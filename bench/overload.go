@@ -18,25 +18,34 @@ import (
 
 // OverloadResult is the overload scenario (issue 13, goal 4): the API with
 // its default admission settings, new keys from a few clients, then from
-// far more than it admits, and its memory before, at the peak and after.
+// far more than it admits, and its memory at rest before, at the peak and
+// after.
 //
 // Overload's clients wait as a 503's Retry-After says before their next
 // request, as the API asks its clients to; Hammer's, reported beside it
-// and not judged, send their next request at once.
+// and not judged, send their next request at once. Base and Overload
+// alternate in the bench's rounds, as the sides of a cell do, so that
+// noise on the machine hits them alike.
 type OverloadResult struct {
 	Base     OverloadLoad `json:"base"`
 	Overload OverloadLoad `json:"overload"`
 	Hammer   OverloadLoad `json:"hammer"`
 
-	// IdleRSSMB is the API's RSS before any load, PeakRSSMB the most
-	// during the overload, SettledRSSMB SettleSeconds after it stopped.
+	// ColdRSSMB is the API's RSS before any request. IdleRSSMB is its RSS
+	// at rest after the few clients' load, SettledRSSMB at rest after the
+	// overload, each SettleSeconds after its load stopped: what an overload
+	// leaves behind is SettledRSSMB over IdleRSSMB, since a server that has
+	// served at all holds its pools' connections and its caches (the
+	// difference between ColdRSSMB and IdleRSSMB). PeakRSSMB is the most
+	// during the overload.
+	ColdRSSMB     float64 `json:"cold_rss_mb"`
 	IdleRSSMB     float64 `json:"idle_rss_mb"`
 	PeakRSSMB     float64 `json:"peak_rss_mb"`
 	SettledRSSMB  float64 `json:"settled_rss_mb"`
 	SettleSeconds float64 `json:"settle_seconds"`
 }
 
-// OverloadLoad is one load of the overload scenario.
+// OverloadLoad is one load of the overload scenario, over all its rounds.
 type OverloadLoad struct {
 	Clients int `json:"clients"`
 
@@ -69,10 +78,13 @@ const (
 	problemOverloaded = "overloaded"
 )
 
-// runOverload starts the API with its defaults, reads its idle RSS, runs
-// new keys at config.overloadBaseClients, then at config.overloadClients
-// that honor Retry-After, then as many that do not, and reads its RSS
-// config.overloadSettle after the load stops.
+// runOverload starts the API with its defaults and reads its RSS before any
+// request; runs new keys at config.overloadBaseClients and reads its RSS at
+// rest config.overloadSettle later (its idle RSS); then alternates,
+// config.overloadRounds times,
+// new keys at config.overloadBaseClients and at config.overloadClients that
+// honor Retry-After; then runs as many clients that do not, and reads its
+// RSS at rest config.overloadSettle after the load stops.
 func (b *bench) runOverload(ctx context.Context) (*OverloadResult, error) {
 	if err := truncate(ctx, b.pool); err != nil {
 		return nil, err
@@ -82,52 +94,103 @@ func (b *bench) runOverload(ctx context.Context) (*OverloadResult, error) {
 		return nil, err
 	}
 	defer api.stop()
-	idle, err := api.usage()
+	cold, err := api.usage()
 	if err != nil {
 		return nil, err
 	}
-	result := &OverloadResult{IdleRSSMB: mb(idle.rssBytes), SettleSeconds: b.config.overloadSettle.Seconds()}
+	result := &OverloadResult{ColdRSSMB: mb(cold.rssBytes), SettleSeconds: b.config.overloadSettle.Seconds()}
 
-	var peak int64
-	for _, load := range []struct {
-		result  *OverloadLoad
-		clients int
-		warm    bool
-		honor   bool
-	}{
-		{&result.Base, b.config.overloadBaseClients, true, true},
-		{&result.Overload, b.config.overloadClients, false, true},
-		{&result.Hammer, b.config.overloadClients, false, false},
-	} {
-		measured, loadPeak, err := b.overloadLoad(ctx, api, load.clients, load.warm, load.honor)
-		if err != nil {
+	served := &overloadRun{clients: b.config.overloadBaseClients, honor: true, stats: newStats()}
+	if err := b.overloadLoad(ctx, api, served); err != nil {
+		return nil, err
+	}
+	idle, err := b.settledRSS(ctx, api)
+	if err != nil {
+		return nil, err
+	}
+	result.IdleRSSMB = mb(idle)
+
+	base := &overloadRun{clients: b.config.overloadBaseClients, honor: true, stats: newStats()}
+	overload := &overloadRun{clients: b.config.overloadClients, honor: true, stats: newStats()}
+	hammer := &overloadRun{clients: b.config.overloadClients, stats: newStats()}
+	for range b.config.overloadRounds {
+		if err := b.overloadLoad(ctx, api, base); err != nil {
 			return nil, err
 		}
-		*load.result, peak = *measured, max(peak, loadPeak)
+		if err := b.overloadLoad(ctx, api, overload); err != nil {
+			return nil, err
+		}
 	}
-	result.PeakRSSMB = mb(peak)
+	if err := b.overloadLoad(ctx, api, hammer); err != nil {
+		return nil, err
+	}
+	result.Base, result.Overload, result.Hammer = base.load(), overload.load(), hammer.load()
+	result.PeakRSSMB = mb(max(base.peakRSS, overload.peakRSS, hammer.peakRSS))
+	settled, err := b.settledRSS(ctx, api)
+	if err != nil {
+		return nil, err
+	}
+	result.SettledRSSMB = mb(settled)
+	return result, nil
+}
 
+// settledRSS waits config.overloadSettle and returns the API's RSS.
+func (b *bench) settledRSS(ctx context.Context, api *server) (int64, error) {
 	slog.InfoContext(ctx, "bench: waiting for the API's memory to settle", slog.Duration("wait", b.config.overloadSettle))
 	select {
 	case <-time.After(b.config.overloadSettle):
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return 0, ctx.Err()
 	}
-	settled, err := api.usage()
+	usage, err := api.usage()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	result.SettledRSSMB = mb(settled.rssBytes)
-	return result, nil
+	return usage.rssBytes, nil
 }
 
-// overloadLoad runs new keys from clients clients for
-// config.overloadDuration, after a warm-up if warm, and returns what they
-// got and the API's peak RSS meanwhile. If honor is set, a client that was
-// shed waits as Retry-After says (until the run's end at most) before its
-// next request. The clients' connections are closed after.
-func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm, honor bool) (*OverloadLoad, int64, error) {
-	client := newHTTPClient(clients)
+// overloadRun adds up the rounds of one load of the overload scenario.
+type overloadRun struct {
+	clients int
+	honor   bool // whether a shed client waits as Retry-After says
+
+	stats             *Stats
+	cpu               time.Duration // the API's
+	withoutRetryAfter int
+	peakRSS           int64
+}
+
+// load is what the run's rounds measured.
+func (r *overloadRun) load() OverloadLoad {
+	load := OverloadLoad{
+		Clients:               r.clients,
+		HonorRetryAfter:       r.honor,
+		AdmittedP99MS:         ms(r.stats.StatusPercentile("201", 0.99)),
+		Shed:                  r.stats.StatusCounts[statusShed],
+		ShedP99MS:             ms(r.stats.StatusPercentile(statusShed, 0.99)),
+		ShedWithoutRetryAfter: r.withoutRetryAfter,
+		StatusCounts:          r.stats.StatusCounts,
+	}
+	if r.stats.Elapsed > 0 {
+		load.GoodputRPS = round(float64(r.stats.StatusCounts["201"]) / r.stats.Elapsed.Seconds())
+	}
+	if n := r.stats.Requests(); n > 0 {
+		load.APICPUMSPerRequest = ms(r.cpu / time.Duration(n))
+	}
+	return load
+}
+
+// overloadLoad runs new keys from run.clients clients for
+// config.overloadDuration, after a warm-up of config.warmup, and adds what
+// they got and the API's CPU and peak RSS meanwhile to run. The warm-up
+// connects the clients, so that each load is measured in its steady state:
+// a thousand clients connecting at once take the two cores this machine
+// shares between the bench and the API. If run.honor is set, a
+// client that was shed waits as Retry-After says (until the run's end at
+// most) before its next request. The clients' connections are closed
+// after.
+func (b *bench) overloadLoad(ctx context.Context, api *server, run *overloadRun) error {
+	client := newHTTPClient(run.clients)
 	defer client.CloseIdleConnections()
 	var (
 		withoutRetryAfter atomic.Int64
@@ -146,7 +209,7 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm
 			seconds, err := strconv.Atoi(ans.retryAfter)
 			if err != nil {
 				withoutRetryAfter.Add(1)
-			} else if honor {
+			} else if run.honor {
 				wait := min(time.Duration(seconds)*time.Second, time.Until(time.Unix(0, deadline.Load())))
 				select {
 				case <-time.After(wait):
@@ -159,41 +222,30 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, clients int, warm
 			rec.Record(start, strconv.Itoa(ans.status), fmt.Errorf("%d: %.300s", ans.status, ans.body))
 		}
 	}
-	if warm {
-		deadline.Store(time.Now().Add(b.config.warmup).UnixNano())
-		RunLoad(ctx, LoadConfig{Concurrency: clients, Duration: b.config.warmup}, op)
-		withoutRetryAfter.Store(0)
-	}
+	deadline.Store(time.Now().Add(b.config.warmup).UnixNano())
+	RunLoad(ctx, LoadConfig{Concurrency: run.clients, Duration: b.config.warmup}, op)
+	withoutRetryAfter.Store(0)
 	before, err := api.usage()
 	if err != nil {
-		return nil, 0, err
+		return err
 	}
 	sampler := sampleRSS(api)
 	deadline.Store(time.Now().Add(b.config.overloadDuration).UnixNano())
-	stats := RunLoad(ctx, LoadConfig{Concurrency: clients, Duration: b.config.overloadDuration}, op)
+	stats := RunLoad(ctx, LoadConfig{Concurrency: run.clients, Duration: b.config.overloadDuration}, op)
 	peak := sampler.stop()
 	after, err := api.usage()
 	if err != nil {
-		return nil, 0, err
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return err
 	}
-	logFirstError(ctx, scenarioOverload, clients, sideAPI, stats)
-	load := &OverloadLoad{
-		Clients:         clients,
-		HonorRetryAfter: honor,
-		GoodputRPS:      round(float64(stats.StatusCounts["201"]) / stats.Elapsed.Seconds()),
-		AdmittedP99MS:   ms(stats.StatusPercentile("201", 0.99)),
-		Shed:            stats.StatusCounts[statusShed],
-		ShedP99MS:       ms(stats.StatusPercentile(statusShed, 0.99)),
-		StatusCounts:    stats.StatusCounts,
-	}
-	load.ShedWithoutRetryAfter = int(withoutRetryAfter.Load())
-	if n := stats.Requests(); n > 0 {
-		load.APICPUMSPerRequest = ms((after.cpu - before.cpu) / time.Duration(n))
-	}
-	return load, peak, nil
+	logFirstError(ctx, scenarioOverload, run.clients, sideAPI, stats)
+	run.stats.add(stats)
+	run.cpu += after.cpu - before.cpu
+	run.withoutRetryAfter += int(withoutRetryAfter.Load())
+	run.peakRSS = max(run.peakRSS, peak)
+	return nil
 }
 
 // problemType is the kind of a problem+json body (its type after

@@ -209,7 +209,8 @@ func writeOverload(w io.Writer, o *OverloadResult) error {
 			return fmt.Errorf("writing table: %w", err)
 		}
 	}
-	_, err := fmt.Fprintf(w, "  API RSS: idle %.1f MiB, peak %.1f MiB, %.0f s after the load %.1f MiB\n", o.IdleRSSMB, o.PeakRSSMB, o.SettleSeconds, o.SettledRSSMB)
+	_, err := fmt.Fprintf(w, "  API RSS: %.1f MiB before any request; at rest %.0f s after the few clients %.1f MiB, after the overload %.1f MiB; peak %.1f MiB\n",
+		o.ColdRSSMB, o.SettleSeconds, o.IdleRSSMB, o.SettledRSSMB, o.PeakRSSMB)
 	if err != nil {
 		return fmt.Errorf("writing table: %w", err)
 	}

@@ -37,8 +37,9 @@ const (
 
 	// overloadGoodputMin is the least share of the goodput with few
 	// clients that the API must keep under overload; overloadP99MaxMS the
-	// most p99 of its admitted requests; overloadRSSTolerance how far from
-	// idle its RSS may stay after the load.
+	// most p99 of its admitted requests; overloadRSSTolerance how far above
+	// idle (at rest after the few clients' load) its RSS may stay after the
+	// overload.
 	overloadGoodputMin   = 0.9
 	overloadP99MaxMS     = 1000
 	overloadRSSTolerance = 0.2
@@ -187,7 +188,8 @@ func overloadTargets(o *OverloadResult) []*Target {
 			Measured: fmt.Sprintf("%d shed without Retry-After, %d other answers than 201 and 503 overloaded",
 				o.Overload.ShedWithoutRetryAfter+o.Base.ShedWithoutRetryAfter+o.Hammer.ShedWithoutRetryAfter, other5xx)},
 		{Name: names[3], Holds: rssDrift <= overloadRSSTolerance,
-			Measured: fmt.Sprintf("%+.0f%% (idle %.1f MiB, %.0f s after %.1f MiB, peak %.1f MiB)", rssDrift*100, o.IdleRSSMB, o.SettleSeconds, o.SettledRSSMB, o.PeakRSSMB)},
+			Measured: fmt.Sprintf("%+.0f%% (idle after the few clients %.1f MiB, after the overload %.1f MiB, peak %.1f MiB, before any request %.1f MiB)",
+				rssDrift*100, o.IdleRSSMB, o.SettledRSSMB, o.PeakRSSMB, o.ColdRSSMB)},
 	}
 }
 

@@ -54,7 +54,7 @@ func TestOverloadTargets(t *testing.T) {
 		Base:      OverloadLoad{Clients: 32, GoodputRPS: 400, AdmittedP99MS: 100, StatusCounts: map[string]int{"201": 1200}},
 		Overload:  OverloadLoad{Clients: 1024, GoodputRPS: 370, AdmittedP99MS: 900, Shed: 50, StatusCounts: map[string]int{"201": 1100, statusShed: 50}},
 		Hammer:    OverloadLoad{Clients: 1024, GoodputRPS: 100, AdmittedP99MS: 2000, Shed: 50, ShedWithoutRetryAfter: 1, StatusCounts: map[string]int{"201": 300, statusShed: 50, statusOther503: 2}},
-		IdleRSSMB: 20, SettledRSSMB: 25, PeakRSSMB: 80,
+		ColdRSSMB: 15, IdleRSSMB: 20, SettledRSSMB: 25, PeakRSSMB: 80,
 	}
 
 	targets := overloadTargets(o)
