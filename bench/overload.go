@@ -24,8 +24,8 @@ import (
 // Overload's clients wait as a 503's Retry-After says before their next
 // request, as the API asks its clients to; Hammer's, reported beside it
 // and not judged, send their next request at once. Base and Overload
-// alternate in the bench's rounds, as the sides of a cell do, so that
-// noise on the machine hits them alike.
+// alternate in rounds (-overload-rounds), as the sides of a cell do, so
+// that noise on the machine hits them alike.
 type OverloadResult struct {
 	Base     OverloadLoad `json:"base"`
 	Overload OverloadLoad `json:"overload"`
@@ -81,10 +81,10 @@ const (
 // runOverload starts the API with its defaults and reads its RSS before any
 // request; runs new keys at config.overloadBaseClients and reads its RSS at
 // rest config.overloadSettle later (its idle RSS); then alternates,
-// config.overloadRounds times,
-// new keys at config.overloadBaseClients and at config.overloadClients that
-// honor Retry-After; then runs as many clients that do not, and reads its
-// RSS at rest config.overloadSettle after the load stops.
+// config.overloadRounds times, new keys at config.overloadBaseClients and at
+// config.overloadClients that honor Retry-After; then runs as many clients
+// that do not, and reads its RSS at rest config.overloadSettle after the
+// load stops.
 func (b *bench) runOverload(ctx context.Context) (*OverloadResult, error) {
 	if err := truncate(ctx, b.pool); err != nil {
 		return nil, err
@@ -185,10 +185,9 @@ func (r *overloadRun) load() OverloadLoad {
 // they got and the API's CPU and peak RSS meanwhile to run. The warm-up
 // connects the clients, so that each load is measured in its steady state:
 // a thousand clients connecting at once take the two cores this machine
-// shares between the bench and the API. If run.honor is set, a
-// client that was shed waits as Retry-After says (until the run's end at
-// most) before its next request. The clients' connections are closed
-// after.
+// shares between the bench and the API. If run.honor is set, a client that
+// was shed waits as Retry-After says (until the run's end at most) before
+// its next request. The clients' connections are closed after.
 func (b *bench) overloadLoad(ctx context.Context, api *server, run *overloadRun) error {
 	client := newHTTPClient(run.clients)
 	defer client.CloseIdleConnections()
