@@ -200,7 +200,7 @@ func parseConcurrencies(flagName, list string) ([]int, error) {
 	return concurrencies, nil
 }
 
-// run sets up the database, the proxy, the Stripe fake and the binary,
+// run sets up the database, the proxies, the Stripe fake and the binary,
 // runs every scenario, and reports.
 func run(ctx context.Context, cfg *config) error {
 	pool, err := openDatabase(ctx, cfg)
@@ -222,17 +222,24 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	proxy, err := roundtrips.NewProxy(target)
-	if err != nil {
-		return err
+	// One proxy per side, so that what one side's process does in the
+	// background (the peer's polling of its queues) is not counted as
+	// another's.
+	proxies := make(map[string]*roundtrips.Proxy)
+	for _, name := range []string{sideAPI, sideLimit, sidePeer} {
+		proxy, err := roundtrips.NewProxy(target)
+		if err != nil {
+			return err
+		}
+		defer proxy.Close()
+		proxies[name] = proxy
 	}
-	defer proxy.Close()
 	numUsers := max(maxOf(cfg.concurrencies), maxOf(cfg.cancelConcurrencies))
 	stripe, err := startStripe(ctx, pool, numUsers)
 	if err != nil {
 		return err
 	}
-	b := &bench{config: cfg, binary: binary, dir: dir, pool: pool, proxy: proxy, rides: &rideSupply{}, stripe: stripe}
+	b := &bench{config: cfg, binary: binary, dir: dir, pool: pool, proxies: proxies, rides: &rideSupply{}, stripe: stripe}
 
 	results := &Results{}
 	for _, sc := range b.scenarios() {

@@ -23,7 +23,7 @@ const (
 	sidePeer  = "peer"
 )
 
-// bench is one run: the database, the proxy that counts its round trips,
+// bench is one run: the database, the proxies that count its round trips,
 // the Stripe fake, the rocketrides binary, and the settings that every cell
 // shares.
 type bench struct {
@@ -32,8 +32,11 @@ type bench struct {
 	dir    string
 
 	// pool is the bench's own: setup, emptying tables, reading CPU.
-	pool  *pgxpool.Pool
-	proxy *roundtrips.Proxy
+	pool *pgxpool.Pool
+
+	// proxies count the round trips of each side (sideAPI, sideLimit,
+	// sidePeer) during the calibrations, on a proxy of its own.
+	proxies map[string]*roundtrips.Proxy
 
 	rides  *rideSupply
 	stripe *stripeStack
@@ -66,8 +69,8 @@ func (m *measurement) add(round *measurement) {
 	m.stats.add(round.stats)
 }
 
-// scenarioEnv is what a scenario's cells run on: every side, on one
-// database URL (PostgreSQL's own, or the proxy's).
+// scenarioEnv is what a scenario's cells run on: every side, on
+// PostgreSQL's own URL, or each on its own proxy's.
 type scenarioEnv struct {
 	api  *server
 	peer *server
@@ -100,28 +103,28 @@ func proxiedURL(databaseURL, proxyAddr string) (string, error) {
 	return u.String(), nil
 }
 
-// start brings up every side of sc on database; name tells their logs
-// apart.
-func (b *bench) start(ctx context.Context, sc *scenario, database, name string) (*scenarioEnv, error) {
+// start brings up every side of sc, each on the database URL that database
+// gives for its name; name tells their logs apart.
+func (b *bench) start(ctx context.Context, sc *scenario, database func(side string) string, name string) (*scenarioEnv, error) {
 	env := &scenarioEnv{}
 	fail := func(err error) (*scenarioEnv, error) {
 		env.close()
 		return nil, err
 	}
-	api, err := b.startAPI(ctx, "api-"+name, database, sc.isolation, true)
+	api, err := b.startAPI(ctx, "api-"+name, database(sideAPI), sc.isolation, true)
 	if err != nil {
 		return fail(err)
 	}
 	env.closers = append(env.closers, api.stop)
 	env.api = api
-	lim, err := newLimit(ctx, database, b.config.poolMaxConns, maxOf(sc.concurrencies), sc.isolation, b.stripe.url)
+	lim, err := newLimit(ctx, database(sideLimit), b.config.poolMaxConns, maxOf(sc.concurrencies), sc.isolation, b.stripe.url)
 	if err != nil {
 		return fail(err)
 	}
 	env.closers = append(env.closers, lim.close)
 	env.lim = lim
 	if sc.name == scenarioReplays {
-		replayLimit, err := b.startReplayLimit(ctx, "replay-limit-"+name, database)
+		replayLimit, err := b.startReplayLimit(ctx, "replay-limit-"+name, database(sideLimit))
 		if err != nil {
 			return fail(err)
 		}
@@ -129,7 +132,7 @@ func (b *bench) start(ctx context.Context, sc *scenario, database, name string) 
 		env.replayLimit = replayLimit
 	}
 	if sc.peer && !b.config.noPeer {
-		peer, err := b.startPeer(ctx, "peer-"+name, database)
+		peer, err := b.startPeer(ctx, "peer-"+name, database(sidePeer))
 		if err != nil {
 			return fail(err)
 		}
@@ -162,11 +165,15 @@ func (b *bench) sides(sc *scenario, env *scenarioEnv) []*side {
 // every side straight on PostgreSQL. One set of sides at a time keeps the
 // connections open within the server's max_connections.
 func (b *bench) runScenario(ctx context.Context, sc *scenario) ([]*Row, error) {
-	proxied, err := proxiedURL(b.config.databaseURL, b.proxy.Addr())
-	if err != nil {
-		return nil, err
+	proxied := make(map[string]string)
+	for name, proxy := range b.proxies {
+		url, err := proxiedURL(b.config.databaseURL, proxy.Addr())
+		if err != nil {
+			return nil, err
+		}
+		proxied[name] = url
 	}
-	env, err := b.start(ctx, sc, proxied, sc.name+"-calibration")
+	env, err := b.start(ctx, sc, func(side string) string { return proxied[side] }, sc.name+"-calibration")
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +183,7 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario) ([]*Row, error) {
 		return nil, err
 	}
 
-	env, err = b.start(ctx, sc, b.config.databaseURL, sc.name)
+	env, err = b.start(ctx, sc, func(string) string { return b.config.databaseURL }, sc.name)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +236,7 @@ func (b *bench) setupAndCalibrate(ctx context.Context, sc *scenario, env *scenar
 			client := newHTTPClient(concurrency)
 			m := &measurement{stats: newStats()}
 			var err error
-			m.calibration, m.calibrationReqs, err = b.calibrate(ctx, sc, concurrency, s.op(client))
+			m.calibration, m.calibrationReqs, err = b.calibrate(ctx, sc, concurrency, s.op(client), b.proxies[s.name])
 			client.CloseIdleConnections()
 			if err != nil {
 				return nil, fmt.Errorf("calibrating %s of %s at %d: %w", s.name, sc.name, concurrency, err)
@@ -271,19 +278,19 @@ func (b *bench) loadConfig(sc *scenario, concurrency int, duration time.Duration
 	return cfg
 }
 
-// calibrate runs op through the proxy, a warm-up then a counted run, and
+// calibrate runs op through its side's proxy, a warm-up then a counted run, and
 // returns the round trips and transactions that the counted run's requests
 // took, and how many requests it made.
-func (b *bench) calibrate(ctx context.Context, sc *scenario, concurrency int, op Op) (roundtrips.Counts, int, error) {
+func (b *bench) calibrate(ctx context.Context, sc *scenario, concurrency int, op Op, proxy *roundtrips.Proxy) (roundtrips.Counts, int, error) {
 	if sc.freshTables {
 		if err := truncate(ctx, b.pool); err != nil {
 			return roundtrips.Counts{}, 0, err
 		}
 	}
 	RunLoad(ctx, b.loadConfig(sc, concurrency, b.config.calibrationWarmup), op)
-	b.proxy.Reset()
+	proxy.Reset()
 	stats := RunLoad(ctx, b.loadConfig(sc, concurrency, b.config.calibration), op)
-	counts := b.proxy.Counts()
+	counts := proxy.Counts()
 	if err := ctx.Err(); err != nil {
 		return roundtrips.Counts{}, 0, err
 	}
