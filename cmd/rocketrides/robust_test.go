@@ -94,13 +94,10 @@ func startRobustStack(t *testing.T, binary string, opts *robustOpts) *robustStac
 // shed is the API's rocketrides_api_shed_total, summed over its bounds.
 func (s *robustStack) shed(t *testing.T) int {
 	t.Helper()
-	response, err := http.Get(s.admin + "/metrics")
-	require.NoError(t, err)
-	defer response.Body.Close()
-	body, err := io.ReadAll(response.Body)
-	require.NoError(t, err)
+	status, body := httpGet(s.admin + "/metrics")
+	require.Equal(t, http.StatusOK, status, body)
 	total := 0
-	for line := range strings.Lines(string(body)) {
+	for line := range strings.Lines(body) {
 		if rest, ok := strings.CutPrefix(line, "rocketrides_api_shed_total{"); ok {
 			_, value, _ := strings.Cut(rest, "} ")
 			n, err := strconv.Atoi(strings.TrimSpace(value))
