@@ -225,24 +225,32 @@ func (l *limit) newKey(ctx context.Context, email, key string) error {
 	if err != nil {
 		return err
 	}
+	_, err = l.createRide(ctx, row, key)
+	return err
+}
+
+// createRide is a new key after the user's read, row: the first
+// transaction, the charge, the second transaction. It returns the body
+// the key stores.
+func (l *limit) createRide(ctx context.Context, row *keyRow, key string) ([]byte, error) {
 	if row.keyID != nil {
-		return fmt.Errorf("key %s exists", key)
+		return nil, fmt.Errorf("key %s exists", key)
 	}
 	lockToken := uuid.New()
 	var (
 		keyID, rideID int64
 		stripeKey     uuid.UUID
 	)
-	err = l.retry(ctx, func() error {
+	err := l.retry(ctx, func() error {
 		return l.pool.QueryRow(ctx, sqlCreateRide, key, lockToken, rideRequestParams, row.userID,
 			37.7749, -122.4194, 37.8044, -122.2712).Scan(&keyID, &stripeKey, &rideID)
 	})
 	if err != nil {
-		return fmt.Errorf("creating ride: %w", err)
+		return nil, fmt.Errorf("creating ride: %w", err)
 	}
 	chargeID, err := l.stripe.charge(ctx, row.customerID, stripeKey.String(), keyID, rideID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return l.finish(ctx, sqlFinishRide, keyID, lockToken, chargeID, rideID)
 }
@@ -273,23 +281,25 @@ func (l *limit) cancel(ctx context.Context, email, key string, rideID int64) err
 	if err != nil {
 		return err
 	}
-	return l.finish(ctx, sqlFinishCancel, keyID, lockToken, refundID, claimID)
+	_, err = l.finish(ctx, sqlFinishCancel, keyID, lockToken, refundID, claimID)
+	return err
 }
 
 // finish runs a second transaction, sql, whose arguments are the key, its
-// lock token, the Stripe object's id and the row it is recorded on.
-func (l *limit) finish(ctx context.Context, sql string, keyID int64, lockToken uuid.UUID, stripeID string, rowID int64) error {
+// lock token, the Stripe object's id and the row it is recorded on, and
+// returns the response body it stored.
+func (l *limit) finish(ctx context.Context, sql string, keyID int64, lockToken uuid.UUID, stripeID string, rowID int64) ([]byte, error) {
 	var body []byte
 	err := l.retry(ctx, func() error {
 		return l.pool.QueryRow(ctx, sql, keyID, lockToken, stripeID, rowID).Scan(&body)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("finishing key %d: %w", keyID, errLockLost)
+		return nil, fmt.Errorf("finishing key %d: %w", keyID, errLockLost)
 	}
 	if err != nil {
-		return fmt.Errorf("finishing key %d: %w", keyID, err)
+		return nil, fmt.Errorf("finishing key %d: %w", keyID, err)
 	}
-	return nil
+	return body, nil
 }
 
 // retry runs send until it succeeds, fails for another reason than a
@@ -312,25 +322,38 @@ func (l *limit) retry(ctx context.Context, send func() error) error {
 	return err
 }
 
-// replayHandler is the replays' limit: a bare net/http handler that
-// authenticates by email, reads the user and the key in sqlUserWithKey's
-// one round trip, and answers the stored status and bytes.
-func (l *limit) replayHandler() http.Handler {
+// bareHandler is a bare net/http handler on the limit: it authenticates by
+// email and reads the user and the key in sqlUserWithKey's one round trip;
+// it answers a finished key with its stored status and bytes (the replays'
+// limit) and runs a new key as newKey does, answering 201 with the body it
+// stored (the new keys' bare handler, whose CPU is the floor of any
+// handler on net/http, pgx and a net/http client of Stripe).
+func (l *limit) bareHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		row, err := l.readUserWithKey(r.Context(), r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key"))
+		key := r.Header.Get("Idempotency-Key")
+		row, err := l.readUserWithKey(r.Context(), r.Header.Get("Authorization"), key)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		if row.recoveryPoint == nil || *row.recoveryPoint != "finished" || row.responseCode == nil {
+		status, body := http.StatusCreated, []byte(nil)
+		switch {
+		case row.keyID == nil:
+			if body, err = l.createRide(r.Context(), row, key); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		case row.recoveryPoint == nil || *row.recoveryPoint != "finished" || row.responseCode == nil:
 			http.Error(w, "key not finished", http.StatusConflict)
 			return
+		default:
+			status, body = int(*row.responseCode), row.responseBody
+			w.Header().Set("Idempotent-Replayed", "true")
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Idempotent-Replayed", "true")
-		w.Header().Set("Content-Length", strconv.Itoa(len(row.responseBody)))
-		w.WriteHeader(int(*row.responseCode))
-		_, _ = w.Write(row.responseBody)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
 	})
 }

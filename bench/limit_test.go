@@ -108,35 +108,51 @@ func TestLimitFinishStopsWhenTheLockIsLost(t *testing.T) {
 	require.NoError(t, lim.pool.QueryRow(t.Context(), sqlCreateRide, uuid.NewString(), uuid.New(), rideRequestParams, row.userID,
 		37.7749, -122.4194, 37.8044, -122.2712).Scan(&keyID, &stripeKey, &rideID))
 
-	err = lim.finish(t.Context(), sqlFinishRide, keyID, uuid.New(), "ch_other", rideID)
+	_, err = lim.finish(t.Context(), sqlFinishRide, keyID, uuid.New(), "ch_other", rideID)
 
 	require.ErrorIs(t, err, errLockLost)
 }
 
-func TestReplayHandlerAnswersTheStoredBytesInOneRoundTrip(t *testing.T) {
+func TestBareHandlerReplaysInOneRoundTripAndCreatesInThree(t *testing.T) {
 	t.Parallel()
 	lim, proxy, pool, user := newTestLimit(t, isolationReadCommitted)
 	ctx := t.Context()
-	key := uuid.NewString()
-	require.NoError(t, lim.newKey(ctx, user.email, key))
-	var stored json.RawMessage
-	require.NoError(t, pool.QueryRow(ctx, "SELECT response_body FROM idempotency_keys WHERE idempotency_key = $1", key).Scan(&stored))
-	server := httptest.NewServer(lim.replayHandler())
+	server := httptest.NewServer(lim.bareHandler())
 	t.Cleanup(server.Close)
 	client := newHTTPClient(1)
-	_, err := postRide(ctx, client, server.URL, user.email, key) // prepares the statement
+	_, err := postRide(ctx, client, server.URL, user.email, uuid.NewString()) // prepares the statements
 	require.NoError(t, err)
+	stored := func(key string) string {
+		var body json.RawMessage
+		require.NoError(t, pool.QueryRow(ctx, "SELECT response_body FROM idempotency_keys WHERE idempotency_key = $1", key).Scan(&body))
+		return string(body)
+	}
 
+	key := uuid.NewString()
 	proxy.Reset()
 	ans, err := postRide(ctx, client, server.URL, user.email, key)
 	require.NoError(t, err)
+	require.Equal(t, roundtrips.Counts{RoundTrips: 3, Transactions: 3}, proxy.Counts())
+	require.Equal(t, http.StatusCreated, ans.status)
+	require.False(t, ans.replayed)
+	require.JSONEq(t, stored(key), string(ans.body))
 
+	proxy.Reset()
+	ans, err = postRide(ctx, client, server.URL, user.email, key)
+	require.NoError(t, err)
 	require.Equal(t, roundtrips.Counts{RoundTrips: 1, Transactions: 1}, proxy.Counts())
 	require.Equal(t, http.StatusCreated, ans.status)
 	require.True(t, ans.replayed)
-	require.JSONEq(t, string(stored), string(ans.body))
+	require.JSONEq(t, stored(key), string(ans.body))
 
-	ans, err = postRide(ctx, client, server.URL, user.email, "bench-not-a-finished-key")
+	unfinished := uuid.NewString()
+	var keyID, rideID int64
+	var stripeKey uuid.UUID
+	row, err := lim.readUserWithKey(ctx, user.email, unfinished)
+	require.NoError(t, err)
+	require.NoError(t, lim.pool.QueryRow(ctx, sqlCreateRide, unfinished, uuid.New(), rideRequestParams, row.userID,
+		37.7749, -122.4194, 37.8044, -122.2712).Scan(&keyID, &stripeKey, &rideID))
+	ans, err = postRide(ctx, client, server.URL, user.email, unfinished)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusConflict, ans.status)
 }

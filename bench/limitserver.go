@@ -10,29 +10,31 @@ import (
 	"time"
 )
 
-// serveReplayLimitMode is the first argument with which the bench runs as
-// the replays' limit (see startReplayLimit), not as the bench.
-const serveReplayLimitMode = "serve-replay-limit"
+// serveBareMode is the first argument with which the bench runs as the
+// bare handler (see startBare), not as the bench.
+const serveBareMode = "serve-bare"
 
-// serveReplayLimit is the serve-replay-limit mode: the bare replay handler
-// of a limit on -database-url, served on -addr, with GET /readyz answering
-// 200, until ctx is done. It runs as a process of its own, as the API does,
-// so that neither shares its runtime with the load generator.
-func serveReplayLimit(ctx context.Context, args []string) error {
-	flags := flag.NewFlagSet(serveReplayLimitMode, flag.ContinueOnError)
+// serveBare is the serve-bare mode: the bare handler of a limit on
+// -database-url (see bareHandler), served on -addr, with GET /readyz
+// answering 200, until ctx is done. It runs as a process of its own, as the
+// API does, so that neither shares its runtime with the load generator.
+func serveBare(ctx context.Context, args []string) error {
+	flags := flag.NewFlagSet(serveBareMode, flag.ContinueOnError)
 	addr := flags.String("addr", "127.0.0.1:0", "address to serve on")
 	databaseURL := flags.String("database-url", "", "PostgreSQL URL")
 	poolMaxConns := flags.Int("pool-max-conns", poolMaxConnsDefault, "size of the pool")
+	concurrency := flags.Int("concurrency", 1, "most requests at once, for the connections to Stripe kept open")
+	stripeURL := flags.String("stripe-url", "", "Stripe fake that new keys are charged on")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	lim, err := newLimit(ctx, *databaseURL, *poolMaxConns, 1, isolationReadCommitted, "")
+	lim, err := newLimit(ctx, *databaseURL, *poolMaxConns, *concurrency, isolationReadCommitted, *stripeURL)
 	if err != nil {
 		return err
 	}
 	defer lim.close()
 	mux := http.NewServeMux()
-	mux.Handle("POST /rides", lim.replayHandler())
+	mux.Handle("POST /rides", lim.bareHandler())
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {

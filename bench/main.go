@@ -114,7 +114,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) > 1 {
-		for mode, serve := range map[string]func(context.Context, []string) error{servePeerMode: servePeer, serveReplayLimitMode: serveReplayLimit} {
+		for mode, serve := range map[string]func(context.Context, []string) error{servePeerMode: servePeer, serveBareMode: serveBare} {
 			if os.Args[1] != mode {
 				continue
 			}
@@ -226,7 +226,7 @@ func run(ctx context.Context, cfg *config) error {
 	// background (the peer's polling of its queues) is not counted as
 	// another's.
 	proxies := make(map[string]*roundtrips.Proxy)
-	for _, name := range []string{sideAPI, sideLimit, sidePeer} {
+	for _, name := range []string{sideAPI, sideLimit, sidePeer, sideBare} {
 		proxy, err := roundtrips.NewProxy(target)
 		if err != nil {
 			return err

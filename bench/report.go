@@ -23,7 +23,7 @@ type Results struct {
 }
 
 // Row is one scenario at one concurrency: the API's figures, the limit's
-// and, where it ran, the peer's.
+// and, where they ran, the peer's and the bare handler's.
 type Row struct {
 	Scenario    string `json:"scenario"`
 	Concurrency int    `json:"concurrency"`
@@ -45,6 +45,11 @@ type Row struct {
 	API   Figures  `json:"api"`
 	Limit Figures  `json:"limit"`
 	Peer  *Figures `json:"peer,omitempty"`
+
+	// Bare is the limit's work behind a bare net/http handler (new keys
+	// at read committed): the floor of the CPU per request of any handler
+	// on net/http, pgx and a net/http client of Stripe.
+	Bare *Figures `json:"bare,omitempty"`
 }
 
 // Figures are what one side measured in a cell.
@@ -108,6 +113,10 @@ func newRow(sc *scenario, concurrency, poolMaxConns int, measured map[string]*me
 	if m, ok := measured[sidePeer]; ok {
 		peer := newFigures(m)
 		row.Peer, row.PeerRPS = &peer, peer.RPS
+	}
+	if m, ok := measured[sideBare]; ok {
+		bare := newFigures(m)
+		row.Bare = &bare
 	}
 	if row.LimitRPS > 0 {
 		row.Ratio = math.Round(row.APIRPS/row.LimitRPS*1000) / 1000
@@ -188,6 +197,25 @@ func writeCells(w io.Writer, cells []*Row) error {
 		"\na cell where everything else took a good share of the 2 cores measured the neighbours as much as the API.")
 	if err != nil {
 		return fmt.Errorf("writing table: %w", err)
+	}
+	return writeBare(w, cells)
+}
+
+// writeBare writes the bare handler's figures, beside the API's, for the
+// cells where it ran.
+func writeBare(w io.Writer, cells []*Row) error {
+	header := "\nthe limit's new keys behind a bare net/http handler (the CPU floor of net/http, pgx and a net/http client of Stripe):\n"
+	for _, r := range cells {
+		if r.Bare == nil {
+			continue
+		}
+		_, err := fmt.Fprintf(w, "%s  c=%d: %.0f rps, p99 %.1f ms, %.2f trips/req, process cpu %.3f ms/req (API %.3f), pg cpu %.3f ms/req, errors %d\n",
+			header, r.Concurrency, r.Bare.RPS, r.Bare.P99MS, r.Bare.RoundTripsPerRequest, r.Bare.ProcessCPUMSPerRequest,
+			r.API.ProcessCPUMSPerRequest, r.Bare.PostgresCPUMSPerRequest, r.Bare.Errors)
+		if err != nil {
+			return fmt.Errorf("writing table: %w", err)
+		}
+		header = ""
 	}
 	return nil
 }

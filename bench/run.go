@@ -21,6 +21,12 @@ const (
 	sideAPI   = "api"
 	sideLimit = "limit"
 	sidePeer  = "peer"
+
+	// sideBare is the limit's new keys behind a bare net/http handler: not
+	// the yardstick of the ratio (the limit has no HTTP), but the floor of
+	// the CPU that any handler on net/http, pgx and a net/http client of
+	// Stripe spends per new key.
+	sideBare = "bare"
 )
 
 // bench is one run: the database, the proxies that count its round trips,
@@ -35,7 +41,7 @@ type bench struct {
 	pool *pgxpool.Pool
 
 	// proxies count the round trips of each side (sideAPI, sideLimit,
-	// sidePeer) during the calibrations, on a proxy of its own.
+	// sidePeer, sideBare) during the calibrations, on a proxy of its own.
 	proxies map[string]*roundtrips.Proxy
 
 	rides  *rideSupply
@@ -76,8 +82,10 @@ type scenarioEnv struct {
 	peer *server
 	lim  *limit
 
-	// replayLimit serves the replays' limit, the bare handler.
+	// replayLimit serves the replays' limit, the bare handler; bare
+	// serves the bare handler as a side of its own (scenario.bare).
 	replayLimit *server
+	bare        *server
 
 	closers []func()
 }
@@ -124,12 +132,20 @@ func (b *bench) start(ctx context.Context, sc *scenario, database func(side stri
 	env.closers = append(env.closers, lim.close)
 	env.lim = lim
 	if sc.name == scenarioReplays {
-		replayLimit, err := b.startReplayLimit(ctx, "replay-limit-"+name, database(sideLimit))
+		replayLimit, err := b.startBare(ctx, "replay-limit-"+name, database(sideLimit), 1)
 		if err != nil {
 			return fail(err)
 		}
 		env.closers = append(env.closers, replayLimit.stop)
 		env.replayLimit = replayLimit
+	}
+	if sc.bare {
+		bare, err := b.startBare(ctx, "bare-"+name, database(sideBare), maxOf(sc.concurrencies))
+		if err != nil {
+			return fail(err)
+		}
+		env.closers = append(env.closers, bare.stop)
+		env.bare = bare
 	}
 	if sc.peer && !b.config.noPeer {
 		peer, err := b.startPeer(ctx, "peer-"+name, database(sidePeer))
@@ -156,6 +172,9 @@ func (b *bench) sides(sc *scenario, env *scenarioEnv) []*side {
 	}
 	if env.peer != nil {
 		sides = append(sides, &side{name: sidePeer, process: env.peer, op: func(c *http.Client) Op { return sc.httpOp(c, env.peer.url, sidePeer, users) }})
+	}
+	if env.bare != nil {
+		sides = append(sides, &side{name: sideBare, process: env.bare, op: func(c *http.Client) Op { return sc.httpOp(c, env.bare.url, sideBare, users) }})
 	}
 	return sides
 }
@@ -411,10 +430,12 @@ func (b *bench) startAPI(ctx context.Context, name, database, isolation string, 
 	return startServer(ctx, b.dir, name, b.binary, []string{"api"}, env, "http://"+addr, "/readyz")
 }
 
-// startReplayLimit starts the replays' limit as a process of its own: this
-// binary again, in its serve-replay-limit mode, on database.
-func (b *bench) startReplayLimit(ctx context.Context, name, database string) (*server, error) {
-	return b.startSelf(ctx, name, serveReplayLimitMode, "-database-url", database, "-pool-max-conns", strconv.Itoa(b.config.poolMaxConns))
+// startBare starts the bare handler as a process of its own: this binary
+// again, in its serve-bare mode, on database, for up to concurrency
+// requests at once.
+func (b *bench) startBare(ctx context.Context, name, database string, concurrency int) (*server, error) {
+	return b.startSelf(ctx, name, serveBareMode, "-database-url", database, "-pool-max-conns", strconv.Itoa(b.config.poolMaxConns),
+		"-concurrency", strconv.Itoa(concurrency), "-stripe-url", b.stripe.url)
 }
 
 // startPeer starts the peer as a process of its own: this binary again, in

@@ -44,8 +44,10 @@ type scenario struct {
 	// that each starts from the same database.
 	freshTables bool
 
-	// peer is set if the peer runs the scenario too.
+	// peer is set if the peer runs the scenario too; bare if the bare
+	// handler does (sideBare).
 	peer bool
+	bare bool
 
 	// httpOp is one iteration of a worker against an HTTP side (the API,
 	// the peer, named side) at url; limitOp against the limit (whose
@@ -91,14 +93,16 @@ func (b *bench) scenarios() []*scenario {
 	}
 }
 
-// newKeysScenario is a fresh key on every request.
-func newKeysScenario(name, isolation string, concurrencies []int, peer bool) *scenario {
+// newKeysScenario is a fresh key on every request. At read committed the
+// peer and the bare handler run it too (main is set).
+func newKeysScenario(name, isolation string, concurrencies []int, main bool) *scenario {
 	return &scenario{
 		name:          name,
 		isolation:     isolation,
 		concurrencies: concurrencies,
 		freshTables:   true,
-		peer:          peer,
+		peer:          main,
+		bare:          main,
 		httpOp: func(client *http.Client, url, _ string, users *stripeStack) Op {
 			return func(ctx context.Context, worker, _ int, rec *Recorder) {
 				start := time.Now()
