@@ -125,6 +125,7 @@ func newPool(ctx context.Context, databaseURL string, config *PoolConfig, server
 	}
 	poolConfig.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
 		registerUUID(conn.TypeMap())
+		registerJSONB(conn.TypeMap())
 		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
