@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,11 +49,35 @@ func command(t *testing.T, binary, databaseURL string, args ...string) (string, 
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer listener.Close()
-	return listener.Addr().(*net.TCPAddr).Port
+	// A port of the kernel's ephemeral range (what a ":0" listener gets)
+	// may be handed to another listener, or to an outgoing connection,
+	// between this check and the child's bind. Ports below that range are
+	// only ever taken on request, and none is handed out twice here.
+	for range 100 {
+		port := freePortMin + rand.IntN(freePortMax-freePortMin)
+		if _, taken := handedOutPorts.LoadOrStore(port, true); taken {
+			continue
+		}
+		listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		require.NoError(t, listener.Close())
+		return port
+	}
+	t.Fatal("no free port found")
+	return 0
 }
+
+// The ports freePort hands out: below Linux's default ephemeral range
+// (32768-60999), above the registered services that listen here.
+const (
+	freePortMin = 20_000
+	freePortMax = 32_768
+)
+
+// handedOutPorts are the ports freePort returned in this test binary.
+var handedOutPorts sync.Map
 
 func TestBinary(t *testing.T) {
 	t.Parallel()
