@@ -55,12 +55,12 @@ func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
 	}
 	if e.unlocks.ctx.Err() != nil {
 		e.logger.ErrorContext(ctx, "idempotency: failed to unlock key while closing",
-			slog.Int64("idempotency_key_id", key.ID), slog.String("error", err.Error()))
+			keyAttr(key), slog.String("error", err.Error()))
 		return
 	}
 	e.logger.WarnContext(ctx, "idempotency: failed to unlock key, retrying in the background",
-		slog.Int64("idempotency_key_id", key.ID), slog.String("error", err.Error()))
-	id := key.ID
+		keyAttr(key), slog.String("error", err.Error()))
+	name := keyAttr(key)
 	e.unlocks.wg.Add(1)
 	go func() {
 		defer e.unlocks.wg.Done()
@@ -71,13 +71,13 @@ func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
 			case <-e.unlocks.ctx.Done():
 				timer.Stop()
 				e.logger.ErrorContext(ctx, "idempotency: gave up unlocking key at close; it unlocks at the lock timeout",
-					slog.Int64("idempotency_key_id", id), slog.Int("attempts", attempt-1))
+					name, slog.Int("attempts", attempt-1))
 				return
 			case <-timer.C:
 			}
 			if err := e.unlockOnce(ctx, params); err == nil {
 				e.logger.InfoContext(ctx, "idempotency: key unlocked after retries",
-					slog.Int64("idempotency_key_id", id), slog.Int("attempts", attempt))
+					name, slog.Int("attempts", attempt))
 				return
 			}
 			pause = min(2*pause, unlockBackoffMax)
@@ -133,7 +133,7 @@ func (e *Engine) resolveCommit(ctx context.Context, err error, before string, at
 	})
 	if readErr != nil {
 		e.logger.WarnContext(ctx, "idempotency: commit in doubt and key unreadable",
-			slog.Int64("idempotency_key_id", attempted.ID), slog.String("error", readErr.Error()))
+			keyAttr(attempted), slog.String("error", readErr.Error()))
 		return nil
 	}
 	committed := current.RecoveryPoint == attempted.RecoveryPoint && sameToken(current.LockToken, attempted.LockToken)
@@ -149,6 +149,15 @@ func (e *Engine) resolveCommit(ctx context.Context, err error, before string, at
 		return nil
 	}
 	return current
+}
+
+// keyAttr names key in a log line: by its id or, for a new key whose
+// insert's answer was lost (its id never learned), by its user and value.
+func keyAttr(key *db.IdempotencyKey) slog.Attr {
+	if key.ID != 0 {
+		return slog.Int64("idempotency_key_id", key.ID)
+	}
+	return slog.Group("idempotency_key", slog.Int64("user_id", key.UserID), slog.String("value", key.IdempotencyKey))
 }
 
 func sameToken(a, b *uuid.UUID) bool {
