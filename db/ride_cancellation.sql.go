@@ -155,9 +155,10 @@ type RideCancellationInsertParams struct {
 	UserID           int64   `json:"user_id"`
 }
 
-// RideCancellationInsert claims a ride for cancellation, or returns no row
-// when the ride already has a cancellation (a concurrent claim waits for the
-// other transaction instead of failing on the unique index).
+// RideCancellationInsert inserts a claim of a ride by key id, or returns no
+// row when the ride already has one: for test fixtures (the cancel workflow
+// claims with RideCancellationClaim, in the pipeline that may insert its
+// key).
 func (q *Queries) RideCancellationInsert(ctx context.Context, db DBTX, arg *RideCancellationInsertParams) (*RideCancellation, error) {
 	row := db.QueryRow(ctx, rideCancellationInsert,
 		arg.IdempotencyKeyID,

@@ -1,6 +1,7 @@
--- RideCancellationInsert claims a ride for cancellation, or returns no row
--- when the ride already has a cancellation (a concurrent claim waits for the
--- other transaction instead of failing on the unique index).
+-- RideCancellationInsert inserts a claim of a ride by key id, or returns no
+-- row when the ride already has one: for test fixtures (the cancel workflow
+-- claims with RideCancellationClaim, in the pipeline that may insert its
+-- key).
 -- name: RideCancellationInsert :one
 INSERT INTO ride_cancellations (idempotency_key_id, reason, ride_id, user_id)
 VALUES (@idempotency_key_id, @reason, @ride_id, @user_id)
