@@ -240,6 +240,8 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, run *overloadRun)
 		return err
 	}
 	logFirstError(ctx, scenarioOverload, run.clients, sideAPI, stats)
+	slog.InfoContext(ctx, "bench: overload load done", slog.Int("clients", run.clients), slog.Bool("honor_retry_after", run.honor),
+		slog.Float64("goodput_rps", round(float64(stats.StatusCounts["201"])/stats.Elapsed.Seconds())), slog.Int("shed", stats.StatusCounts[statusShed]))
 	run.stats.add(stats)
 	run.cpu += after.cpu - before.cpu
 	run.withoutRetryAfter += int(withoutRetryAfter.Load())
