@@ -68,6 +68,14 @@ type OverloadLoad struct {
 	StatusCounts map[string]int `json:"status_counts"`
 
 	APICPUMSPerRequest float64 `json:"api_cpu_ms_per_request"`
+
+	// BenchProcessCores, APICores, PostgresCores and MachineCores are the
+	// cores kept busy by the bench's process (its clients, the Stripe
+	// fake), the API, the database's backends and the whole machine.
+	BenchProcessCores float64 `json:"bench_process_cores"`
+	APICores          float64 `json:"api_cores"`
+	PostgresCores     float64 `json:"postgres_cores"`
+	MachineCores      float64 `json:"machine_cores"`
 }
 
 // Statuses of the overload scenario's answers, beside the HTTP codes, and
@@ -156,6 +164,7 @@ type overloadRun struct {
 
 	stats             *Stats
 	cpu               time.Duration // the API's
+	usage             cpuUsage      // the bench's, the database's, the machine's
 	withoutRetryAfter int
 	peakRSS           int64
 }
@@ -177,6 +186,10 @@ func (r *overloadRun) load() OverloadLoad {
 	if n := r.stats.Requests(); n > 0 {
 		load.APICPUMSPerRequest = ms(r.cpu / time.Duration(n))
 	}
+	load.BenchProcessCores = round(r.usage.cores(r.usage.process))
+	load.APICores = round(r.usage.cores(r.cpu))
+	load.PostgresCores = round(r.usage.cores(r.usage.postgres))
+	load.MachineCores = round(r.usage.cores(r.usage.machine))
 	return load
 }
 
@@ -228,11 +241,19 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, run *overloadRun)
 	if err != nil {
 		return err
 	}
+	cpuBefore, err := readCPU(ctx, b.pool)
+	if err != nil {
+		return err
+	}
 	sampler := sampleRSS(api)
 	deadline.Store(time.Now().Add(b.config.overloadDuration).UnixNano())
 	stats := RunLoad(ctx, LoadConfig{Concurrency: run.clients, Duration: b.config.overloadDuration}, op)
 	peak := sampler.stop()
 	after, err := api.usage()
+	if err != nil {
+		return err
+	}
+	cpuAfter, err := readCPU(ctx, b.pool)
 	if err != nil {
 		return err
 	}
@@ -244,6 +265,7 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, run *overloadRun)
 		slog.Float64("goodput_rps", round(float64(stats.StatusCounts["201"])/stats.Elapsed.Seconds())), slog.Int("shed", stats.StatusCounts[statusShed]))
 	run.stats.add(stats)
 	run.cpu += after.cpu - before.cpu
+	run.usage.add(cpuAfter.since(cpuBefore))
 	run.withoutRetryAfter += int(withoutRetryAfter.Load())
 	run.peakRSS = max(run.peakRSS, peak)
 	return nil

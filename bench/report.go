@@ -230,9 +230,10 @@ func writeOverload(w io.Writer, o *OverloadResult) error {
 		if load.HonorRetryAfter {
 			clients = "clients honoring Retry-After"
 		}
-		_, err := fmt.Fprintf(w, "  %4d %s: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms, %d without Retry-After), API CPU %.3f ms/req, statuses %s\n",
+		others := max(load.MachineCores-load.BenchProcessCores-load.APICores-load.PostgresCores, 0)
+		_, err := fmt.Fprintf(w, "  %4d %s: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms, %d without Retry-After), API CPU %.3f ms/req, statuses %s, cores bench+api+pg+others %.1f+%.1f+%.1f+%.1f\n",
 			load.Clients, clients, load.GoodputRPS, load.AdmittedP99MS, load.Shed, load.ShedP99MS, load.ShedWithoutRetryAfter,
-			load.APICPUMSPerRequest, statusSummary(load.StatusCounts))
+			load.APICPUMSPerRequest, statusSummary(load.StatusCounts), load.BenchProcessCores, load.APICores, load.PostgresCores, others)
 		if err != nil {
 			return fmt.Errorf("writing table: %w", err)
 		}
