@@ -230,10 +230,10 @@ func writeOverload(w io.Writer, o *OverloadResult) error {
 		if load.HonorRetryAfter {
 			clients = "clients honoring Retry-After"
 		}
-		others := max(load.MachineCores-load.BenchProcessCores-load.APICores-load.PostgresCores, 0)
-		_, err := fmt.Fprintf(w, "  %4d %s: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms, %d without Retry-After), API CPU %.3f ms/req, statuses %s, cores bench+api+pg+others %.1f+%.1f+%.1f+%.1f\n",
+		_, err := fmt.Fprintf(w, "  %4d %s: goodput %.0f/s, p99 admitted %.1f ms, %d shed (503 overloaded, p99 %.1f ms, %d without Retry-After), API CPU %.3f ms/req, statuses %s, cores bench+api+pg+others %s\n",
 			load.Clients, clients, load.GoodputRPS, load.AdmittedP99MS, load.Shed, load.ShedP99MS, load.ShedWithoutRetryAfter,
-			load.APICPUMSPerRequest, statusSummary(load.StatusCounts), load.BenchProcessCores, load.APICores, load.PostgresCores, others)
+			load.APICPUMSPerRequest, statusSummary(load.StatusCounts),
+			coresSummary(load.BenchProcessCores, load.APICores, load.PostgresCores, load.MachineCores))
 		if err != nil {
 			return fmt.Errorf("writing table: %w", err)
 		}
@@ -267,8 +267,14 @@ func peerValue(r *Row, format string, value float64) string {
 // process, by the database's backends, and by everything else on the
 // machine.
 func (f *Figures) cores() string {
-	others := max(f.MachineCores-f.BenchProcessCores-f.ProcessCores-f.PostgresCores, 0)
-	return fmt.Sprintf("%.1f+%.1f+%.1f+%.1f", f.BenchProcessCores, f.ProcessCores, f.PostgresCores, others)
+	return coresSummary(f.BenchProcessCores, f.ProcessCores, f.PostgresCores, f.MachineCores)
+}
+
+// coresSummary writes cores as bench+process+postgres+others, others being
+// what the machine used besides the three.
+func coresSummary(bench, process, postgres, machine float64) string {
+	others := max(machine-bench-process-postgres, 0)
+	return fmt.Sprintf("%.1f+%.1f+%.1f+%.1f", bench, process, postgres, others)
 }
 
 // writeJSON writes the results to path as indented JSON.
