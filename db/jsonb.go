@@ -9,7 +9,7 @@ import (
 // registerJSONB teaches m to scan a jsonb column into a json.RawMessage
 // (the Go type of our jsonb columns, see sqlc.yaml) as a copy of its bytes.
 // pgx scans a []byte so, but runs any other type through json.Unmarshal,
-// which checks the whole document before RawMessage copies it: 5 % of the
+// which checks the whole document before RawMessage copies it: 5% of the
 // API's CPU on a replay, for JSON that PostgreSQL itself wrote.
 func registerJSONB(m *pgtype.Map) {
 	codec := &jsonbCodec{JSONBCodec: pgtype.JSONBCodec{Marshal: json.Marshal, Unmarshal: json.Unmarshal}}

@@ -58,9 +58,9 @@ func (e *Engine) unlock(ctx context.Context, key *db.IdempotencyKey) {
 			keyAttr(key), slog.String("error", err.Error()))
 		return
 	}
-	e.logger.WarnContext(ctx, "idempotency: failed to unlock key, retrying in the background",
-		keyAttr(key), slog.String("error", err.Error()))
 	name := keyAttr(key)
+	e.logger.WarnContext(ctx, "idempotency: failed to unlock key, retrying in the background",
+		name, slog.String("error", err.Error()))
 	e.unlocks.wg.Add(1)
 	go func() {
 		defer e.unlocks.wg.Done()
