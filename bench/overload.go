@@ -180,9 +180,7 @@ func (r *overloadRun) load() OverloadLoad {
 		ShedWithoutRetryAfter: r.withoutRetryAfter,
 		StatusCounts:          r.stats.StatusCounts,
 	}
-	if r.stats.Elapsed > 0 {
-		load.GoodputRPS = round(float64(r.stats.StatusCounts["201"]) / r.stats.Elapsed.Seconds())
-	}
+	load.GoodputRPS = goodputRPS(r.stats)
 	if n := r.stats.Requests(); n > 0 {
 		load.APICPUMSPerRequest = ms(r.cpu / time.Duration(n))
 	}
@@ -191,6 +189,14 @@ func (r *overloadRun) load() OverloadLoad {
 	load.PostgresCores = round(r.usage.cores(r.usage.postgres))
 	load.MachineCores = round(r.usage.cores(r.usage.machine))
 	return load
+}
+
+// goodputRPS is the 201s per second of stats (0 if it took no time).
+func goodputRPS(stats *Stats) float64 {
+	if stats.Elapsed <= 0 {
+		return 0
+	}
+	return round(float64(stats.StatusCounts["201"]) / stats.Elapsed.Seconds())
 }
 
 // overloadLoad runs new keys from run.clients clients for
@@ -262,7 +268,7 @@ func (b *bench) overloadLoad(ctx context.Context, api *server, run *overloadRun)
 	}
 	logFirstError(ctx, scenarioOverload, run.clients, sideAPI, stats)
 	slog.InfoContext(ctx, "bench: overload load done", slog.Int("clients", run.clients), slog.Bool("honor_retry_after", run.honor),
-		slog.Float64("goodput_rps", round(float64(stats.StatusCounts["201"])/stats.Elapsed.Seconds())), slog.Int("shed", stats.StatusCounts[statusShed]))
+		slog.Float64("goodput_rps", goodputRPS(stats)), slog.Int("shed", stats.StatusCounts[statusShed]))
 	run.stats.add(stats)
 	run.cpu += after.cpu - before.cpu
 	run.usage.add(cpuAfter.since(cpuBefore))

@@ -94,15 +94,15 @@ func (b *bench) scenarios() []*scenario {
 }
 
 // newKeysScenario is a fresh key on every request. At read committed the
-// peer and the bare handler run it too (main is set).
-func newKeysScenario(name, isolation string, concurrencies []int, main bool) *scenario {
+// peer and the bare handler run it too (sideBySide is set).
+func newKeysScenario(name, isolation string, concurrencies []int, sideBySide bool) *scenario {
 	return &scenario{
 		name:          name,
 		isolation:     isolation,
 		concurrencies: concurrencies,
 		freshTables:   true,
-		peer:          main,
-		bare:          main,
+		peer:          sideBySide,
+		bare:          sideBySide,
 		httpOp: func(client *http.Client, url, _ string, users *stripeStack) Op {
 			return func(ctx context.Context, worker, _ int, rec *Recorder) {
 				start := time.Now()
